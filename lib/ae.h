@@ -1,0 +1,253 @@
+/* libae — small autoencoders on OpenBLAS.
+ *
+ * Conventions
+ *  - Every function that can fail returns an ae_status (or NULL) and, when
+ *    given a non-NULL ae_error, fills it with a one-line message.
+ *  - Pixel data crosses the API as float32 in NCHW order (batch, channel,
+ *    row, column), values normalised to [0,1] (pixel / 255).
+ *  - A model (weights, architecture, metadata) is read-only during
+ *    inference and may be shared by several sessions; a session owns the
+ *    work buffers for one batch size and frame size, so a streaming thread
+ *    that keeps its session allocates nothing per frame.
+ *  - No global mutable state, except OpenBLAS's thread count, which is
+ *    process-wide by OpenBLAS's design (ae_set_blas_threads).
+ */
+#ifndef AE_H
+#define AE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AE_VERSION_STRING "0.1.0"
+
+typedef enum ae_status {
+  AE_OK = 0,
+  AE_E_ARG,     /* invalid argument or option value */
+  AE_E_NOMEM,   /* allocation failed */
+  AE_E_IO,      /* file could not be read or written */
+  AE_E_FORMAT,  /* model file is corrupt, truncated or unsupported */
+  AE_E_SHAPE,   /* input size does not fit the model */
+  AE_E_NUMERIC, /* training diverged (non-finite loss) */
+  AE_E_CANCELLED /* stopped on request */
+} ae_status;
+
+typedef struct ae_error {
+  ae_status status;
+  char message[256];
+} ae_error;
+
+const char *ae_status_name (ae_status status);
+
+/* ---- Threads ------------------------------------------------------------ */
+
+/* OpenBLAS reads its thread count when it loads and keeps one count for the
+ * whole process. libae never changes it on its own; call this (e.g. with 1
+ * when you split frames across your own threads). n <= 0 restores the
+ * number of cores. */
+void ae_set_blas_threads (int n);
+int ae_blas_threads (void);
+
+/* ---- Enumerations --------------------------------------------------------- */
+
+typedef enum ae_act {
+  AE_ACT_LINEAR = 0,
+  AE_ACT_RELU,
+  AE_ACT_LRELU,
+  AE_ACT_SIGMOID,
+  AE_ACT_TANH
+} ae_act;
+
+typedef enum ae_loss {
+  AE_LOSS_MSE = 0,
+  AE_LOSS_L1,
+  AE_LOSS_BCE,
+  AE_LOSS_SSIM
+} ae_loss;
+
+typedef enum ae_optimizer {
+  AE_OPT_ADAM = 0,
+  AE_OPT_SGD
+} ae_optimizer;
+
+const char *ae_act_name (ae_act act);
+const char *ae_loss_name (ae_loss loss);
+int ae_loss_from_name (const char *name, ae_loss *out); /* 1 on success */
+
+/* ---- Models --------------------------------------------------------------- */
+
+typedef struct ae_model ae_model;
+
+/* Builds a model from a layer specification (docs/architecture.md):
+ * comma-separated layers, e.g.
+ *   "conv:16:3:2:1:lrelu,conv:32:3:2:1:lrelu,dense:32,
+ *    dense:1568:lrelu:32x7x7,deconv:16:4:2:1:lrelu,deconv:1:4:2:1:sigmoid"
+ * channels/height/width is the input shape the model is built for; fully
+ * convolutional models (no dense layer) also run on other sizes.
+ * Weights are initialised from `seed`. */
+ae_model *ae_model_new (const char *spec, int channels, int height, int width,
+                        uint64_t seed, ae_error *err);
+
+/* The spec of a named preset ("dense", "conv", "vae", "fconv") for this
+ * input and latent size, written into buf. */
+ae_status ae_arch_preset (const char *name, int channels, int height, int width,
+                          int latent, char *buf, size_t buflen, ae_error *err);
+
+void ae_model_free (ae_model *model);
+
+ae_status ae_model_save (const ae_model *model, const char *path, ae_error *err);
+ae_model *ae_model_load (const char *path, ae_error *err);
+ae_model *ae_model_load_memory (const void *data, size_t len, ae_error *err);
+
+const char *ae_model_spec (const ae_model *model);
+void ae_model_input_shape (const ae_model *model, int *channels, int *height, int *width);
+int ae_model_is_fully_convolutional (const ae_model *model);
+int ae_model_is_vae (const ae_model *model);
+/* Height and width must be multiples of this (product of strides) for a
+ * fully convolutional model to reproduce the input size. */
+int ae_model_size_multiple (const ae_model *model);
+/* Number of floats in the latent vector for an input of h x w. */
+size_t ae_model_latent_size (const ae_model *model, int height, int width);
+size_t ae_model_param_count (const ae_model *model);
+
+typedef struct ae_layer_info {
+  const char *type;   /* "dense", "conv", "deconv", "bn", "act", "sample" */
+  ae_act act;
+  int out_channels, kernel, stride, pad;
+  int in_shape[3], out_shape[3]; /* C,H,W at the model's build size */
+  size_t params;
+} ae_layer_info;
+
+int ae_model_layer_count (const ae_model *model);
+int ae_model_latent_layer (const ae_model *model);
+ae_status ae_model_layer_info (const ae_model *model, int index, ae_layer_info *out);
+
+/* Typed key/value metadata (dotted keys, see docs/model-format.md). Setting
+ * an existing key replaces it. Getters return 1 if the key exists with that
+ * type. */
+typedef enum ae_meta_type { AE_META_INT = 1, AE_META_FLOAT = 2, AE_META_STR = 3 } ae_meta_type;
+
+ae_status ae_model_set_int (ae_model *model, const char *key, int64_t value);
+ae_status ae_model_set_float (ae_model *model, const char *key, double value);
+ae_status ae_model_set_str (ae_model *model, const char *key, const char *value);
+int ae_model_get_int (const ae_model *model, const char *key, int64_t *out);
+int ae_model_get_float (const ae_model *model, const char *key, double *out);
+const char *ae_model_get_str (const ae_model *model, const char *key);
+size_t ae_model_meta_count (const ae_model *model);
+/* Entry i, in insertion order; value pointers may be NULL. */
+ae_status ae_model_meta_at (const ae_model *model, size_t i, const char **key,
+                            ae_meta_type *type, int64_t *ival, double *fval,
+                            const char **sval);
+
+/* ---- Inference sessions --------------------------------------------------- */
+
+typedef struct ae_session ae_session;
+
+/* Work buffers for `batch` inputs of height x width. */
+ae_session *ae_session_new (const ae_model *model, int batch, int height, int width,
+                            ae_error *err);
+/* Changes the frame size/batch; reallocates only when it grows. */
+ae_status ae_session_reshape (ae_session *s, int batch, int height, int width,
+                              ae_error *err);
+void ae_session_free (ae_session *s);
+
+/* Reconstruction of `input` (NCHW, batch*C*H*W floats). The returned
+ * pointer is owned by the session and valid until the next call. */
+const float *ae_session_forward (ae_session *s, const float *input);
+/* Runs the encoder only; returns batch * latent_size floats (for a VAE, mu). */
+const float *ae_session_encode (ae_session *s, const float *input);
+size_t ae_session_latent_size (const ae_session *s);
+
+/* ---- Losses and maps ------------------------------------------------------ */
+
+/* Per-pixel anomaly map (H*W floats) of one C x H x W image and its
+ * reconstruction: squared error averaged over channels (AE_LOSS_MSE),
+ * absolute error (AE_LOSS_L1), or 1 - SSIM with a window x window box
+ * (AE_LOSS_SSIM). `scratch` must hold 8*H*W floats for SSIM. */
+ae_status ae_error_map (ae_loss kind, const float *input, const float *recon,
+                        int channels, int height, int width, int window,
+                        float *map, float *scratch);
+
+/* Mean of the largest `top_fraction` (0,1] of the n values (1 = mean).
+ * `scratch` holds n floats. */
+float ae_score_top_mean (const float *values, size_t n, float top_fraction, float *scratch);
+
+/* The p-th percentile (0..100, linear interpolation) of n values; sorts a copy
+ * in `scratch` (n floats). */
+float ae_percentile (const float *values, size_t n, double p, float *scratch);
+
+/* ---- Training ------------------------------------------------------------- */
+
+typedef struct ae_dataset {
+  const float *x;     /* count * channels * height * width, NCHW, in [0,1] */
+  const float *target; /* NULL: reconstruct x (plus noise, if any, is input only) */
+  size_t count;
+  int channels, height, width;
+} ae_dataset;
+
+typedef struct ae_epoch_report {
+  int epoch, epochs;        /* 1-based */
+  double train_loss, val_loss; /* val_loss < 0 when there is no validation set */
+  double samples_per_s;
+  double elapsed_s;
+  int best_epoch;
+} ae_epoch_report;
+
+typedef struct ae_train_opts {
+  int epochs;           /* 20 */
+  int batch;            /* 64 */
+  float lr;             /* 1e-3 */
+  ae_optimizer optimizer; /* Adam */
+  float momentum;       /* SGD momentum, 0.9 */
+  float beta1, beta2;   /* Adam, 0.9 / 0.999 */
+  float weight_decay;   /* L2 on weights (not biases or BN), 0 */
+  float clip_norm;      /* global gradient-norm clip, 0 = off */
+  ae_loss loss;         /* MSE */
+  int ssim_window;      /* 7 */
+  float kl_beta;        /* VAE KL weight, 1 */
+  float val_split;      /* 0.1 */
+  int patience;         /* early stopping epochs without val improvement, 0 = off */
+  float noise_min, noise_max; /* Gaussian input noise sigma range in [0,1] units */
+  int augment_flip;     /* random horizontal flips */
+  uint64_t seed;        /* 1 */
+  /* Checked between batches: when it becomes non-zero, ae_train returns
+   * AE_E_CANCELLED at once (the model keeps the best weights so far). */
+  const volatile int *cancel;
+  /* Called after every epoch; return non-zero to stop training early
+   * (ae_train then returns AE_OK). */
+  int (*on_epoch) (const ae_epoch_report *report, void *user);
+  void *user;
+} ae_train_opts;
+
+typedef struct ae_train_result {
+  int epochs_run;
+  int best_epoch;
+  double final_train_loss, final_val_loss, best_val_loss;
+  size_t train_count, val_count;
+  double seconds;
+} ae_train_result;
+
+void ae_train_opts_init (ae_train_opts *opts);
+
+/* Trains in place. With a validation split, the weights of the epoch with
+ * the lowest validation loss are kept. The split takes the last
+ * val_split * count samples of a seeded permutation. */
+ae_status ae_train (ae_model *model, const ae_dataset *data, const ae_train_opts *opts,
+                    ae_train_result *result, ae_error *err);
+
+/* Indices of the validation samples ae_train used (same seed, count and
+ * split); `out` holds count entries, returns how many were written. */
+size_t ae_validation_indices (size_t count, float val_split, uint64_t seed, size_t *out);
+
+/* Closed-form PCA: a model "dense:k,dense:D:linear:CxHxW" whose encoder
+ * projects onto the top-k principal components and whose decoder is the
+ * best rank-k linear reconstruction. */
+ae_model *ae_pca_fit (const ae_dataset *data, int k, ae_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AE_H */

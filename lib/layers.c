@@ -1,0 +1,437 @@
+/* Forward and backward passes of each layer kind on CNHW batches. The
+ * activation that follows a layer is applied by the caller (session.c),
+ * which also turns the gradient w.r.t. the activated output into the
+ * gradient w.r.t. the pre-activation before calling layer_backward. */
+#include "nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+static size_t
+plane_of (const int s[3])
+{
+  return (size_t) s[1] * s[2];
+}
+
+/* ---- Activations -------------------------------------------------------------- */
+
+void
+act_forward (ae_act act, float alpha, float *y, size_t n)
+{
+  switch (act) {
+  case AE_ACT_RELU:
+    for (size_t i = 0; i < n; i++)
+      y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    break;
+  case AE_ACT_LRELU:
+    for (size_t i = 0; i < n; i++)
+      y[i] = y[i] > 0.0f ? y[i] : alpha * y[i];
+    break;
+  case AE_ACT_SIGMOID:
+    for (size_t i = 0; i < n; i++)
+      y[i] = 1.0f / (1.0f + expf (-y[i]));
+    break;
+  case AE_ACT_TANH:
+    for (size_t i = 0; i < n; i++)
+      y[i] = tanhf (y[i]);
+    break;
+  default:
+    break;
+  }
+}
+
+/* The derivative is computed from the activated output y; for (leaky) ReLU
+ * the sign of y is the sign of the input because alpha > 0. */
+void
+act_backward (ae_act act, float alpha, const float *y, float *g, size_t n)
+{
+  switch (act) {
+  case AE_ACT_RELU:
+    for (size_t i = 0; i < n; i++)
+      g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+    break;
+  case AE_ACT_LRELU:
+    for (size_t i = 0; i < n; i++)
+      g[i] = y[i] > 0.0f ? g[i] : alpha * g[i];
+    break;
+  case AE_ACT_SIGMOID:
+    for (size_t i = 0; i < n; i++)
+      g[i] *= y[i] * (1.0f - y[i]);
+    break;
+  case AE_ACT_TANH:
+    for (size_t i = 0; i < n; i++)
+      g[i] *= 1.0f - y[i] * y[i];
+    break;
+  default:
+    break;
+  }
+}
+
+/* ---- Helpers -------------------------------------------------------------------- */
+
+static void
+add_channel_bias (float *y, const float *b, int channels, size_t per_channel)
+{
+  for (int c = 0; c < channels; c++) {
+    float *row = y + (size_t) c * per_channel;
+    for (size_t j = 0; j < per_channel; j++)
+      row[j] += b[c];
+  }
+}
+
+static void
+sum_channel_grad (const float *dy, float *db, int channels, size_t per_channel)
+{
+  for (int c = 0; c < channels; c++) {
+    const float *row = dy + (size_t) c * per_channel;
+    float s = 0.0f;
+    for (size_t j = 0; j < per_channel; j++)
+      s += row[j];
+    db[c] += s;
+  }
+}
+
+static int
+is_pointwise (const ae_layer *l)
+{
+  return l->k == 1 && l->s == 1 && l->p == 0;
+}
+
+/* ---- Dense ---------------------------------------------------------------------- */
+
+static void
+dense_forward (const layer_ctx *c, const float *x, float *y)
+{
+  const ae_layer *l = c->l;
+  const float *w = c->m->params + l->w_off, *b = c->m->params + l->b_off;
+  int n = c->n, f = l->out_c;
+  int d = c->in[0] * c->in[1] * c->in[2];
+  if (n == 1) {
+    memcpy (y, b, (size_t) f * sizeof (float));
+    cblas_sgemv (CblasRowMajor, CblasNoTrans, f, d, 1.0f, w, d, x, 1, 1.0f, y, 1);
+    return;
+  }
+  float *xn = c->s->tmp_a, *yn = c->s->tmp_b;
+  ae_nchw_from_cnhw (x, xn, n, c->in[0], plane_of (c->in));
+  for (int i = 0; i < n; i++)
+    memcpy (yn + (size_t) i * f, b, (size_t) f * sizeof (float));
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, f, d, 1.0f, xn, d, w, d, 1.0f, yn, f);
+  ae_cnhw_from_nchw (yn, y, n, c->out[0], plane_of (c->out));
+}
+
+static void
+dense_backward (const layer_ctx *c, const float *x, const float *dy, float *dx, float *grads)
+{
+  const ae_layer *l = c->l;
+  const float *w = c->m->params + l->w_off;
+  float *dw = grads + l->w_off, *db = grads + l->b_off;
+  int n = c->n, f = l->out_c;
+  int d = c->in[0] * c->in[1] * c->in[2];
+  const float *xn = x, *dyn = dy;
+  if (n > 1) {
+    ae_nchw_from_cnhw (x, c->s->tmp_a, n, c->in[0], plane_of (c->in));
+    ae_nchw_from_cnhw (dy, c->s->tmp_b, n, c->out[0], plane_of (c->out));
+    xn = c->s->tmp_a;
+    dyn = c->s->tmp_b;
+  }
+  for (int i = 0; i < n; i++)
+    cblas_saxpy (f, 1.0f, dyn + (size_t) i * f, 1, db, 1);
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, f, d, n, 1.0f, dyn, f, xn, d, 1.0f, dw, d);
+  if (!dx)
+    return;
+  float *dxn = n > 1 ? c->s->tmp_a : dx; /* xn is no longer needed */
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, f, 1.0f, dyn, f, w, d, 0.0f, dxn, d);
+  if (n > 1)
+    ae_cnhw_from_nchw (dxn, dx, n, c->in[0], plane_of (c->in));
+}
+
+/* ---- Convolution ------------------------------------------------------------------ */
+
+static conv_geom
+conv_geometry (const layer_ctx *c)
+{
+  conv_geom g = { c->in[0], c->in[1], c->in[2], c->l->k, c->l->s, c->l->p,
+                  c->out[1], c->out[2], c->n };
+  return g;
+}
+
+/* Transposed convolution read backwards: the image is the output, the
+ * positions are the input pixels. */
+static conv_geom
+deconv_geometry (const layer_ctx *c)
+{
+  conv_geom g = { c->out[0], c->out[1], c->out[2], c->l->k, c->l->s, c->l->p,
+                  c->in[1], c->in[2], c->n };
+  return g;
+}
+
+static void
+conv_forward (const layer_ctx *c, const float *x, float *y)
+{
+  const ae_layer *l = c->l;
+  conv_geom g = conv_geometry (c);
+  const float *w = c->m->params + l->w_off;
+  size_t rows = (size_t) g.c * g.k * g.k, total = (size_t) g.n * g.oh * g.ow;
+  size_t chunk = ae_col_chunk (rows, total, c->s->col_budget);
+  for (size_t j0 = 0; j0 < total; j0 += chunk) {
+    size_t j1 = j0 + chunk < total ? j0 + chunk : total, cols = j1 - j0;
+    const float *b = x + j0;
+    size_t ldb = total;
+    if (!is_pointwise (l)) {
+      ae_im2col (&g, x, j0, j1, c->s->col);
+      b = c->s->col;
+      ldb = cols;
+    }
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, l->out_c, (int) cols, (int) rows, 1.0f,
+                 w, (int) rows, b, (int) ldb, 0.0f, y + j0, (int) total);
+  }
+  add_channel_bias (y, c->m->params + l->b_off, l->out_c, total);
+}
+
+static void
+conv_backward (const layer_ctx *c, const float *x, const float *dy, float *dx, float *grads)
+{
+  const ae_layer *l = c->l;
+  conv_geom g = conv_geometry (c);
+  const float *w = c->m->params + l->w_off;
+  float *dw = grads + l->w_off;
+  size_t rows = (size_t) g.c * g.k * g.k, total = (size_t) g.n * g.oh * g.ow;
+  size_t chunk = ae_col_chunk (rows, total, c->s->col_budget);
+  int pointwise = is_pointwise (l);
+  sum_channel_grad (dy, grads + l->b_off, l->out_c, total);
+  if (dx && !pointwise)
+    memset (dx, 0, (size_t) g.c * g.n * g.h * g.w * sizeof (float));
+  for (size_t j0 = 0; j0 < total; j0 += chunk) {
+    size_t j1 = j0 + chunk < total ? j0 + chunk : total, cols = j1 - j0;
+    const float *b = x + j0;
+    size_t ldb = total;
+    if (!pointwise) {
+      ae_im2col (&g, x, j0, j1, c->s->col);
+      b = c->s->col;
+      ldb = cols;
+    }
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, l->out_c, (int) rows, (int) cols, 1.0f,
+                 dy + j0, (int) total, b, (int) ldb, 1.0f, dw, (int) rows);
+    if (!dx)
+      continue;
+    float *dcol = pointwise ? dx + j0 : c->s->col;
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) rows, (int) cols, l->out_c, 1.0f,
+                 w, (int) rows, dy + j0, (int) total, 0.0f, dcol, (int) (pointwise ? total : cols));
+    if (!pointwise)
+      ae_col2im (&g, dcol, j0, j1, dx);
+  }
+}
+
+static void
+deconv_forward (const layer_ctx *c, const float *x, float *y)
+{
+  const ae_layer *l = c->l;
+  conv_geom g = deconv_geometry (c);
+  const float *w = c->m->params + l->w_off;
+  int cin = c->in[0];
+  size_t rows = (size_t) g.c * g.k * g.k, total = (size_t) g.n * g.oh * g.ow;
+  size_t chunk = ae_col_chunk (rows, total, c->s->col_budget), out_total = (size_t) g.n * g.h * g.w;
+  memset (y, 0, (size_t) g.c * out_total * sizeof (float));
+  for (size_t j0 = 0; j0 < total; j0 += chunk) {
+    size_t j1 = j0 + chunk < total ? j0 + chunk : total, cols = j1 - j0;
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) rows, (int) cols, cin, 1.0f, w,
+                 (int) rows, x + j0, (int) total, 0.0f, c->s->col, (int) cols);
+    ae_col2im (&g, c->s->col, j0, j1, y);
+  }
+  add_channel_bias (y, c->m->params + l->b_off, l->out_c, out_total);
+}
+
+static void
+deconv_backward (const layer_ctx *c, const float *x, const float *dy, float *dx, float *grads)
+{
+  const ae_layer *l = c->l;
+  conv_geom g = deconv_geometry (c);
+  const float *w = c->m->params + l->w_off;
+  float *dw = grads + l->w_off;
+  int cin = c->in[0];
+  size_t rows = (size_t) g.c * g.k * g.k, total = (size_t) g.n * g.oh * g.ow;
+  size_t chunk = ae_col_chunk (rows, total, c->s->col_budget);
+  sum_channel_grad (dy, grads + l->b_off, l->out_c, (size_t) g.n * g.h * g.w);
+  for (size_t j0 = 0; j0 < total; j0 += chunk) {
+    size_t j1 = j0 + chunk < total ? j0 + chunk : total, cols = j1 - j0;
+    ae_im2col (&g, dy, j0, j1, c->s->col);
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, cin, (int) rows, (int) cols, 1.0f,
+                 x + j0, (int) total, c->s->col, (int) cols, 1.0f, dw, (int) rows);
+    if (dx)
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, cin, (int) cols, (int) rows, 1.0f,
+                   w, (int) rows, c->s->col, (int) cols, 0.0f, dx + j0, (int) total);
+  }
+}
+
+/* ---- Batch normalisation -------------------------------------------------------- */
+
+static void
+bn_forward (const layer_ctx *c, const float *x, float *y)
+{
+  const ae_layer *l = c->l;
+  const float *gamma = c->m->params + l->w_off, *beta = c->m->params + l->b_off;
+  int channels = c->in[0];
+  size_t m = (size_t) c->n * plane_of (c->in);
+  int training = c->s->training;
+  float *mean = (training ? c->s->stats : c->m->stats) + l->stat_off;
+  float *var = mean + channels;
+  for (int ch = 0; ch < channels; ch++) {
+    const float *xs = x + ch * m;
+    float *ys = y + ch * m;
+    float mu = mean[ch], invstd = 1.0f / sqrtf (var[ch] + AE_BN_EPS);
+    if (training) {
+      double s = 0.0, ss = 0.0;
+      for (size_t i = 0; i < m; i++)
+        s += xs[i];
+      double dmu = s / (double) m;
+      for (size_t i = 0; i < m; i++)
+        ss += (xs[i] - dmu) * (xs[i] - dmu);
+      double v = ss / (double) m;
+      mu = (float) dmu;
+      invstd = (float) (1.0 / sqrt (v + AE_BN_EPS));
+      c->s->bn[c->index].invstd[ch] = invstd;
+      mean[ch] = (1.0f - AE_BN_MOMENTUM) * mean[ch] + AE_BN_MOMENTUM * mu;
+      var[ch] = (1.0f - AE_BN_MOMENTUM) * var[ch]
+              + AE_BN_MOMENTUM * (float) (m > 1 ? ss / (double) (m - 1) : v);
+    }
+    float *xhat = training ? c->s->bn[c->index].xhat + ch * m : NULL;
+    for (size_t i = 0; i < m; i++) {
+      float h = (xs[i] - mu) * invstd;
+      if (xhat)
+        xhat[i] = h;
+      ys[i] = gamma[ch] * h + beta[ch];
+    }
+  }
+}
+
+static void
+bn_backward (const layer_ctx *c, const float *dy, float *dx, float *grads)
+{
+  const ae_layer *l = c->l;
+  const float *gamma = c->m->params + l->w_off;
+  float *dgamma = grads + l->w_off, *dbeta = grads + l->b_off;
+  int channels = c->in[0];
+  size_t m = (size_t) c->n * plane_of (c->in);
+  const bn_cache *bc = &c->s->bn[c->index];
+  for (int ch = 0; ch < channels; ch++) {
+    const float *g = dy + ch * m, *xhat = bc->xhat + ch * m;
+    double sg = 0.0, sgx = 0.0;
+    for (size_t i = 0; i < m; i++) {
+      sg += g[i];
+      sgx += (double) g[i] * xhat[i];
+    }
+    dgamma[ch] += (float) sgx;
+    dbeta[ch] += (float) sg;
+    if (!dx)
+      continue;
+    float k = gamma[ch] * bc->invstd[ch] / (float) m;
+    float mean_g = (float) sg, mean_gx = (float) sgx;
+    float *d = dx + ch * m;
+    for (size_t i = 0; i < m; i++)
+      d[i] = k * ((float) m * g[i] - mean_g - xhat[i] * mean_gx);
+  }
+}
+
+/* ---- VAE sampling: z = mu + exp(logvar / 2) * eps ------------------------------ */
+
+static void
+sample_forward (const layer_ctx *c, const float *x, float *y)
+{
+  size_t half = (size_t) c->n * c->out[0] * plane_of (c->out);
+  const float *mu = x, *logvar = x + half;
+  if (!c->s->training) {
+    memcpy (y, mu, half * sizeof (float));
+    return;
+  }
+  for (size_t i = 0; i < half; i++) {
+    float e = (float) ae_rng_normal (&c->s->rng);
+    c->s->eps[i] = e;
+    y[i] = mu[i] + expf (0.5f * logvar[i]) * e;
+  }
+}
+
+static void
+sample_backward (const layer_ctx *c, const float *x, const float *dy, float *dx)
+{
+  size_t half = (size_t) c->n * c->out[0] * plane_of (c->out);
+  const float *mu = x, *logvar = x + half;
+  float k = c->s->kl_scale;
+  if (!dx)
+    return;
+  for (size_t i = 0; i < half; i++) {
+    float sd = expf (0.5f * logvar[i]);
+    dx[i] = dy[i] + k * mu[i];
+    dx[half + i] = dy[i] * c->s->eps[i] * 0.5f * sd + k * 0.5f * (sd * sd - 1.0f);
+  }
+}
+
+double
+ae_session_kl (const ae_session *s)
+{
+  const ae_model *m = s->model;
+  if (!m->vae)
+    return 0.0;
+  int i = m->latent_layer;
+  size_t half = s->numel[i + 1];
+  const float *mu = s->act[i], *logvar = s->act[i] + half;
+  double kl = 0.0;
+  for (size_t j = 0; j < half; j++)
+    kl += -0.5 * (1.0 + logvar[j] - (double) mu[j] * mu[j] - exp (logvar[j]));
+  return kl;
+}
+
+/* ---- Dispatch ---------------------------------------------------------------------- */
+
+void
+layer_forward (const layer_ctx *c, const float *x, float *y)
+{
+  switch (c->l->kind) {
+  case LAYER_DENSE:
+    dense_forward (c, x, y);
+    break;
+  case LAYER_CONV:
+    conv_forward (c, x, y);
+    break;
+  case LAYER_DECONV:
+    deconv_forward (c, x, y);
+    break;
+  case LAYER_BN:
+    bn_forward (c, x, y);
+    break;
+  case LAYER_SAMPLE:
+    sample_forward (c, x, y);
+    break;
+  case LAYER_ACT:
+    memcpy (y, x, (size_t) c->n * c->in[0] * plane_of (c->in) * sizeof (float));
+    break;
+  }
+}
+
+void
+layer_backward (const layer_ctx *c, const float *x, const float *y, const float *dy, float *dx,
+                float *grads)
+{
+  (void) y;
+  switch (c->l->kind) {
+  case LAYER_DENSE:
+    dense_backward (c, x, dy, dx, grads);
+    break;
+  case LAYER_CONV:
+    conv_backward (c, x, dy, dx, grads);
+    break;
+  case LAYER_DECONV:
+    deconv_backward (c, x, dy, dx, grads);
+    break;
+  case LAYER_BN:
+    bn_backward (c, dy, dx, grads);
+    break;
+  case LAYER_SAMPLE:
+    sample_backward (c, x, dy, dx);
+    break;
+  case LAYER_ACT:
+    if (dx)
+      memcpy (dx, dy, (size_t) c->n * c->in[0] * plane_of (c->in) * sizeof (float));
+    break;
+  }
+}

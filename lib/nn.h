@@ -1,0 +1,166 @@
+/* libae internals: layers, models, sessions. Not installed.
+ *
+ * Activations inside a session are stored channel-major over the batch
+ * ("CNHW"): element (c, n, y, x) sits at ((c * N + n) * H + y) * W + x.
+ * A convolution over the whole batch is then one im2col and one GEMM whose
+ * output lands directly in place, and per-channel work (bias, batch norm)
+ * walks one contiguous run. For a batch of one, CNHW and NCHW coincide, so
+ * streaming inference never transposes.
+ */
+#ifndef AE_NN_H
+#define AE_NN_H
+
+#include "ae_internal.h"
+
+/* ---- Random numbers (xoshiro256**, seeded by splitmix64) ------------------- */
+
+typedef struct ae_rng {
+  uint64_t s[4];
+  int has_spare;
+  double spare;
+} ae_rng;
+
+void ae_rng_seed (ae_rng *rng, uint64_t seed);
+uint64_t ae_rng_next (ae_rng *rng);
+double ae_rng_uniform (ae_rng *rng);          /* [0,1) */
+double ae_rng_normal (ae_rng *rng);           /* N(0,1) */
+size_t ae_rng_below (ae_rng *rng, size_t n);  /* [0,n) */
+void ae_rng_shuffle (ae_rng *rng, size_t *v, size_t n);
+
+/* ---- Layers ---------------------------------------------------------------- */
+
+typedef enum layer_kind {
+  LAYER_DENSE,
+  LAYER_CONV,
+  LAYER_DECONV,
+  LAYER_BN,
+  LAYER_ACT,
+  LAYER_SAMPLE
+} layer_kind;
+
+typedef struct ae_layer {
+  layer_kind kind;
+  ae_act act;
+  float alpha;           /* leaky ReLU slope */
+  int out_c, k, s, p;    /* conv/deconv geometry; dense: out_c = features */
+  int shape_c, shape_h, shape_w; /* dense output viewed as C x H x W */
+  size_t w_off, w_n;     /* weights (BN: gamma) in model->params */
+  size_t b_off, b_n;     /* biases (BN: beta) */
+  size_t stat_off;       /* BN running mean then variance in model->stats */
+  int in[3], out[3];     /* C,H,W at the model's build size */
+} ae_layer;
+
+#define AE_BN_EPS 1e-5f
+#define AE_BN_MOMENTUM 0.1f
+
+struct ae_model {
+  char *spec;
+  int in_c, in_h, in_w;
+  int nlayers;
+  ae_layer *layers;
+  int latent_layer;
+  int fully_conv, vae;
+  float *params;
+  size_t nparams;
+  float *stats;
+  size_t nstats;
+  ae_meta meta;
+};
+
+/* spec.c */
+ae_status ae_spec_parse (const char *spec, ae_layer **layers, int *count, ae_error *err);
+ae_status ae_layer_out_shape (const ae_layer *l, const int in[3], int out[3], ae_error *err);
+const char *ae_layer_kind_name (layer_kind kind);
+
+/* model.c */
+ae_model *ae_model_build (const char *spec, int c, int h, int w, ae_error *err);
+void ae_model_init_weights (ae_model *m, uint64_t seed);
+
+/* ---- Sessions ---------------------------------------------------------------- */
+
+typedef struct bn_cache {
+  float *xhat;    /* normalised input, training only */
+  float *invstd;  /* per channel */
+} bn_cache;
+
+struct ae_session {
+  const ae_model *model;
+  int training;
+  int batch, h, w;
+  int (*shape)[3];      /* shape[i]: input of layer i; shape[nlayers]: output */
+  size_t *numel;        /* batch * C*H*W of shape[i] */
+  float **act;          /* training: act[i] input of layer i, act[n] output */
+  float *ping, *pong;   /* inference: two buffers of the largest activation */
+  size_t cap_act;       /* floats allocated per activation buffer (inference) */
+  float *input;         /* input in CNHW (when batch > 1 needs a transpose) */
+  float *output;        /* output in NCHW */
+  float *latent;        /* latent in NCHW */
+  float *col;           /* im2col workspace */
+  size_t col_budget;    /* floats per im2col chunk (tests lower it) */
+  float *tmp_a, *tmp_b; /* dense transposes */
+  size_t tmp_cap;
+  bn_cache *bn;         /* per layer (training) */
+  float *eps;           /* VAE noise, training */
+  size_t eps_cap;
+  float *grad_a, *grad_b; /* training: gradient ping-pong */
+  size_t grad_cap;
+  size_t allocated_for[3]; /* batch,h,w capacity */
+  float *stats;         /* where BN running statistics are updated (training) */
+  ae_rng rng;           /* VAE sampling noise (training) */
+  float kl_scale;       /* d(loss)/d(KL sum) for the backward pass */
+};
+
+ae_session *ae_session_new_mode (const ae_model *m, int batch, int h, int w, int training,
+                                 ae_error *err);
+/* Forward on a CNHW input already in s->act[0] (training) or given. Returns the
+ * CNHW output. `stop_after` = -1 for the whole network, else the layer
+ * whose output to stop at. */
+float *ae_session_run_cnhw (ae_session *s, const float *x, int stop_after);
+/* Backward from dL/d(output) in `gout` (CNHW, overwritten). Accumulates into
+ * grads (model->nparams floats). kl_scale > 0 adds the VAE KL gradient. */
+void ae_session_backward (ae_session *s, float *gout, float *grads, float kl_scale);
+/* Sum over the batch of the VAE KL divergences of the last training forward. */
+double ae_session_kl (const ae_session *s);
+
+/* layers.c: per-kind forward/backward on CNHW tensors. */
+typedef struct layer_ctx {
+  const ae_model *m;
+  const ae_layer *l;
+  int n;                 /* batch */
+  const int *in, *out;   /* shapes */
+  ae_session *s;
+  int index;
+} layer_ctx;
+
+void layer_forward (const layer_ctx *c, const float *x, float *y);
+/* dy: gradient w.r.t. the layer's pre-activation output (act' applied);
+ * dx may be NULL for the first layer. */
+void layer_backward (const layer_ctx *c, const float *x, const float *y, const float *dy,
+                     float *dx, float *grads);
+void act_forward (ae_act act, float alpha, float *y, size_t n);
+void act_backward (ae_act act, float alpha, const float *y, float *g, size_t n);
+
+/* conv.c */
+typedef struct conv_geom {
+  int c, h, w;      /* image being read (im2col) or written (col2im) */
+  int k, s, p;
+  int oh, ow;       /* output positions */
+  int n;            /* batch */
+} conv_geom;
+
+void ae_im2col (const conv_geom *g, const float *img, size_t j0, size_t j1, float *col);
+void ae_col2im (const conv_geom *g, const float *col, size_t j0, size_t j1, float *img);
+/* Columns per im2col chunk so that rows x columns stays within budget floats. */
+size_t ae_col_chunk (size_t rows, size_t total_cols, size_t budget);
+#define AE_COL_BUDGET ((size_t) 1 << 20)
+
+/* loss.c: value and gradient on CNHW tensors with `planes` images of h x w. */
+double ae_loss_eval (ae_loss kind, const float *y, const float *t, size_t planes, int h, int w,
+                     int window, float *grad, float *scratch);
+size_t ae_loss_scratch_floats (ae_loss kind, int h, int w);
+
+/* Layout helpers. */
+void ae_cnhw_from_nchw (const float *src, float *dst, int n, int c, size_t hw);
+void ae_nchw_from_cnhw (const float *src, float *dst, int n, int c, size_t hw);
+
+#endif /* AE_NN_H */

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# End-to-end test of ae-train and ae-info on 300 Fashion-MNIST images fed
+# through a GStreamer pipeline, plus the failure modes users hit first.
+#
+#   test_ae_train.sh AE_TRAIN AE_INFO WORK_DIR
+#
+# Prints TAP-like "ok - ..." / "not ok - ..." lines; exits 1 if any failed,
+# 77 (skip) without the dataset.
+set -eu
+
+if [ $# -ne 3 ]; then
+  echo "usage: $0 AE_TRAIN AE_INFO WORK_DIR" >&2
+  exit 2
+fi
+AE_TRAIN=$1
+AE_INFO=$2
+DATA=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+IMAGES=$DATA/train-images-idx3-ubyte.gz
+FRAMES=300
+
+if [ ! -r "$IMAGES" ]; then
+  echo "SKIP: $IMAGES not found (install dataset-fashion-mnist)"
+  exit 77
+fi
+
+mkdir -p "$3"
+T=$(mktemp -d "$3/run.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+
+failures=0
+pass () { echo "ok - $1"; }
+fail () {
+  echo "not ok - $1"
+  failures=$((failures + 1))
+}
+check () { # description, command...
+  local what=$1
+  shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+# Runs a command, keeping its status in $rc and output in $T/out, $T/err.
+run () {
+  set +e
+  "$@" >"$T/out" 2>"$T/err"
+  rc=$?
+  set -e
+}
+
+show_output () {
+  sed 's/^/#   /' "$T/out" "$T/err"
+}
+
+stderr_lines () { wc -l <"$T/err" | tr -d ' '; }
+
+# A failed run must report one "ae-train: ..." line, exit with the wanted
+# status (any non-zero if "nonzero"), and leave no model or temporary file.
+expect_failure () { # description, wanted status, output path, command...
+  local what=$1 want=$2 out=$3
+  shift 3
+  run "$@"
+  local ok=1
+  if [ "$want" = nonzero ]; then [ "$rc" -ne 0 ] || ok=0; else [ "$rc" -eq "$want" ] || ok=0; fi
+  [ "$(stderr_lines)" -eq 1 ] || ok=0
+  grep -q '^ae-[a-z]*: ' "$T/err" || ok=0
+  [ ! -e "$out" ] || ok=0
+  ! ls "$out".tmp.* >/dev/null 2>&1 || ok=0
+  if [ "$ok" -eq 1 ]; then
+    pass "$what (exit $rc: $(head -n 1 "$T/err"))"
+  else
+    fail "$what (exit $rc, wanted $want)"
+    show_output
+  fi
+}
+
+# ---- Data: the first 300 images, 16-byte idx header dropped ---------------------
+RAW=$T/fm$FRAMES.raw
+gzip -dc "$IMAGES" | tail -c +17 | head -c $((FRAMES * 28 * 28)) >"$RAW" || true
+check "extract $FRAMES Fashion-MNIST frames" [ "$(wc -c <"$RAW")" -eq $((FRAMES * 28 * 28)) ]
+PIPELINE="filesrc location=$RAW ! rawvideoparse format=gray8 width=28 height=28 framerate=30/1"
+
+# ---- Training ---------------------------------------------------------------------
+MODEL=$T/fm.aem
+run env SOURCE_DATE_EPOCH=86400 "$AE_TRAIN" --task anomaly --arch conv --epochs 3 --latent 16 \
+  --output "$MODEL" --pipeline "$PIPELINE"
+if [ "$rc" -eq 0 ] && [ -s "$MODEL" ]; then
+  pass "ae-train anomaly/conv on the pipeline"
+else
+  fail "ae-train anomaly/conv on the pipeline (exit $rc)"
+  show_output
+fi
+check "no temporary file left next to the model" bash -c "! ls '$MODEL'.tmp.* 2>/dev/null"
+check "summary names the output" grep -q "wrote $MODEL" "$T/out"
+
+run "$AE_INFO" "$MODEL"
+check "ae-info exits 0" [ "$rc" -eq 0 ]
+for key in task anomaly.threshold train.data; do
+  check "ae-info shows $key" grep -q "^  $key " "$T/out"
+done
+check "ae-info: task is anomaly" grep -Eq '^  task +anomaly$' "$T/out"
+check "ae-info: train.frames is $FRAMES" grep -Eq "^  train.frames +$FRAMES\$" "$T/out"
+check "ae-info: train.epochs is 3" grep -Eq '^  train.epochs +3$' "$T/out"
+check "ae-info: train.data describes the pipeline" \
+  grep -Eq "^  train.data +pipeline 'filesrc .*' \\($FRAMES frames, 28x28 gray\\)\$" "$T/out"
+check "ae-info: train.date from SOURCE_DATE_EPOCH" \
+  grep -Eq '^  train.date +1970-01-02T00:00:00Z$' "$T/out"
+check "ae-info marks the latent layer" grep -q '<- latent' "$T/out"
+
+run "$AE_INFO" --json "$MODEL"
+check "ae-info --json exits 0" [ "$rc" -eq 0 ]
+for key in '"task": "anomaly"' '"anomaly.threshold": ' '"train.data": ' '"spec": ' '"layers": '; do
+  check "ae-info --json has $key" grep -qF "$key" "$T/out"
+done
+if command -v python3 >/dev/null 2>&1; then
+  check "ae-info --json is valid JSON" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["metadata"]["task"] == "anomaly"
+assert d["metadata"]["anomaly.threshold"] > 0
+assert sum(1 for l in d["layers"] if l["latent"]) == 1
+' "$T/out"
+fi
+
+# --quiet prints nothing at all on success (closed-form PCA keeps it fast).
+run "$AE_TRAIN" --task encode --arch pca --latent 8 --quiet --output "$T/pca.aem" \
+  --pipeline "$PIPELINE"
+check "ae-train --quiet --arch pca succeeds silently" \
+  [ "$rc" -eq 0 -a -s "$T/pca.aem" -a ! -s "$T/out" -a ! -s "$T/err" ]
+
+# ---- Failures ---------------------------------------------------------------------
+OUT=$T/never.aem
+expect_failure "nonexistent --input" nonzero "$OUT" \
+  "$AE_TRAIN" --task anomaly --output "$OUT" --input "$T/does-not-exist.png"
+expect_failure "--epochs 0" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --epochs 0
+expect_failure "--size 0x5" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --size 0x5
+expect_failure "--loss foo" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --loss foo
+expect_failure "missing --task" 2 "$OUT" \
+  "$AE_TRAIN" --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "bad pipeline syntax" 1 "$OUT" \
+  "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "videotestsrc ! ! nosuchelement"
+expect_failure "output directory does not exist" 1 "$T/no/such/dir/m.aem" \
+  "$AE_TRAIN" --task anomaly --output "$T/no/such/dir/m.aem" --pipeline "$PIPELINE"
+touch "$T/plain-file"
+expect_failure "output directory is a file" 1 "$T/plain-file/m.aem" \
+  "$AE_TRAIN" --task anomaly --output "$T/plain-file/m.aem" --pipeline "$PIPELINE"
+if [ "$(id -u)" -ne 0 ]; then
+  # root writes anywhere, so a read-only directory only tests ordinary users.
+  mkdir "$T/readonly" && chmod 555 "$T/readonly"
+  expect_failure "read-only output directory" 1 "$T/readonly/m.aem" \
+    "$AE_TRAIN" --task anomaly --output "$T/readonly/m.aem" --pipeline "$PIPELINE"
+  chmod 755 "$T/readonly"
+fi
+
+if [ -s "$MODEL" ]; then
+  head -c $(($(wc -c <"$MODEL") / 2)) "$MODEL" >"$T/truncated.aem"
+  expect_failure "ae-info on a truncated model" 1 "$T/never" "$AE_INFO" "$T/truncated.aem"
+  head -c 100 "$MODEL" >"$T/short.aem"
+  expect_failure "ae-info on a 100-byte model" 1 "$T/never" "$AE_INFO" --json "$T/short.aem"
+fi
+expect_failure "ae-info on a missing model" 1 "$T/never" "$AE_INFO" "$T/missing.aem"
+
+if [ "$failures" -ne 0 ]; then
+  echo "# $failures check(s) failed"
+  exit 1
+fi
+echo "# all checks passed"

@@ -1,0 +1,299 @@
+/* Models end to end: specification errors, shapes, sessions, presets,
+ * save -> load -> forward, and a loader that survives any corruption. */
+#include "nn.h"
+#include "check.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void
+fill_uniform (float *x, size_t n, uint64_t seed)
+{
+  ae_rng rng;
+  ae_rng_seed (&rng, seed);
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float) ae_rng_uniform (&rng);
+}
+
+static void
+test_spec_errors (void)
+{
+  static const char *const bad[] = {
+    "", "conv", "conv:0:3:1:1", "conv:4:3:1:5", "conv:4:3:1:1:swish", "dense", "dense:-3",
+    "dense:12:relu:2x2x2", "pool:2", "bn:relu:extra", "act", "sample:2", "dense:8,,dense:4",
+    "conv:4:3:1:1,dense:99999999999", "deconv:4:99:1:1",
+  };
+  ae_error err;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ae_model *m = ae_model_new (bad[i], 1, 8, 8, 1, &err);
+    CHECK (m == NULL && err.message[0], "spec '%s' rejected: %s", bad[i], err.message);
+    ae_model_free (m);
+  }
+  ae_model *m = ae_model_new ("conv:4:3:2:1,deconv:2:4:2:1", 1, 8, 8, 1, &err);
+  CHECK (m == NULL && err.status == AE_E_SHAPE, "output shape must equal input: %s", err.message);
+  m = ae_model_new ("sample,dense:4", 3, 1, 1, 1, &err);
+  CHECK (m == NULL, "sample needs an even channel count: %s", err.message);
+}
+
+static void
+test_presets (void)
+{
+  static const char *const names[] = { "dense", "conv", "vae", "fconv" };
+  char spec[1024];
+  ae_error err;
+  for (size_t i = 0; i < 4; i++) {
+    int ok = ae_arch_preset (names[i], 1, 32, 32, 16, spec, sizeof spec, &err) == AE_OK;
+    ae_model *m = ok ? ae_model_new (spec, 1, 32, 32, 1, &err) : NULL;
+    CHECK (m != NULL, "preset %s builds: %s", names[i], m ? spec : err.message);
+    if (m && strcmp (names[i], "fconv") != 0)
+      CHECK (ae_model_latent_size (m, 32, 32) == 16, "preset %s latent 16 (%zu)", names[i],
+             ae_model_latent_size (m, 32, 32));
+    ae_model_free (m);
+  }
+  CHECK (ae_arch_preset ("conv", 3, 30, 30, 8, spec, sizeof spec, &err) == AE_E_SHAPE,
+         "conv preset needs a multiple of 4: %s", err.message);
+  CHECK (ae_arch_preset ("unet", 3, 32, 32, 8, spec, sizeof spec, &err) == AE_E_ARG,
+         "unknown preset: %s", err.message);
+  CHECK (ae_arch_preset ("conv", 1, 256, 256, 32, spec, sizeof spec, &err) == AE_OK
+         && strstr (spec, "64x8x8"), "conv preset downsamples 256x256 to 8x8");
+  char tiny[16];
+  CHECK (ae_arch_preset ("conv", 1, 32, 32, 8, tiny, sizeof tiny, &err) == AE_E_ARG,
+         "preset into a small buffer: %s", err.message);
+}
+
+/* A fully convolutional model runs on any size that its strides divide;
+ * a dense one only on its own. */
+static void
+test_sessions (void)
+{
+  ae_error err;
+  ae_model *fc = ae_model_new ("conv:4:3:2:1,bn:lrelu,deconv:3:4:2:1:sigmoid", 3, 8, 8, 1, &err);
+  CHECK (ae_model_is_fully_convolutional (fc) && ae_model_size_multiple (fc) == 2,
+         "fully convolutional, multiple of 2");
+  ae_session *s = ae_session_new (fc, 1, 30, 46, &err);
+  CHECK (s != NULL, "fully convolutional model runs on 46x30");
+  CHECK (ae_session_latent_size (s) == 4 * 15 * 23, "latent of 46x30 is 4x15x23");
+  CHECK (ae_session_reshape (s, 1, 31, 46, &err) == AE_E_SHAPE, "odd size rejected: %s",
+         err.message);
+  CHECK (ae_session_reshape (s, 2, 16, 16, &err) == AE_OK, "reshape to 2 x 16x16");
+  ae_session_free (s);
+
+  ae_model *dn = ae_model_new ("dense:8,dense:48:sigmoid:3x4x4", 3, 4, 4, 1, &err);
+  CHECK (ae_session_new (dn, 1, 8, 8, &err) == NULL && err.status == AE_E_SHAPE,
+         "dense model rejects another size: %s", err.message);
+
+  /* Batched forward (with layout transposes) equals frame-by-frame. */
+  const int n = 3, c = 3, h = 8, w = 8;
+  size_t sample = (size_t) c * h * w;
+  float *x = malloc (n * sample * sizeof *x), *one = malloc (n * sample * sizeof *one);
+  fill_uniform (x, n * sample, 1);
+  ae_model *models[2] = { fc, ae_model_new ("conv:4:3:2:1:lrelu,dense:6,dense:64:lrelu:4x4x4,"
+                                            "deconv:3:4:2:1:sigmoid", c, h, w, 2, NULL) };
+  for (int k = 0; k < 2; k++) {
+    ae_session *b = ae_session_new (models[k], n, h, w, NULL), *s1 = ae_session_new (models[k], 1, h, w, NULL);
+    for (int i = 0; i < n; i++)
+      memcpy (one + i * sample, ae_session_forward (s1, x + i * sample), sample * sizeof (float));
+    const float *y = ae_session_forward (b, x);
+    double diff = 0;
+    for (size_t i = 0; i < n * sample; i++)
+      diff = fmax (diff, fabs (y[i] - one[i]));
+    CHECK (diff < 1e-5, "model %d: batch of 3 equals 3 single frames (max diff %.2g)", k, diff);
+    size_t ls = ae_session_latent_size (s1);
+    float *lat1 = malloc (n * ls * sizeof *lat1);
+    for (int i = 0; i < n; i++)
+      memcpy (lat1 + i * ls, ae_session_encode (s1, x + i * sample), ls * sizeof (float));
+    const float *lat = ae_session_encode (b, x);
+    diff = 0;
+    for (size_t i = 0; i < n * ls; i++)
+      diff = fmax (diff, fabs (lat[i] - lat1[i]));
+    CHECK (diff < 1e-5, "model %d: batched latents equal single-frame latents", k);
+    free (lat1);
+    ae_session_free (b);
+    ae_session_free (s1);
+  }
+  ae_model_free (models[1]);
+  free (x);
+  free (one);
+  ae_model_free (fc);
+  ae_model_free (dn);
+}
+
+/* A 2-channel big frame runs chunked im2col; it must equal unchunked. */
+static void
+test_chunking (void)
+{
+  ae_model *m = ae_model_new ("conv:8:3:1:1:lrelu,conv:8:3:2:1:lrelu,deconv:2:4:2:1:sigmoid", 2,
+                              8, 8, 3, NULL);
+  const int h = 96, w = 80;
+  size_t n = 2 * (size_t) h * w;
+  float *x = malloc (n * sizeof *x), *ref = malloc (n * sizeof *ref);
+  fill_uniform (x, n, 4);
+  ae_session *s = ae_session_new (m, 1, h, w, NULL);
+  memcpy (ref, ae_session_forward (s, x), n * sizeof (float));
+  s->col_budget = 1000;
+  const float *y = ae_session_forward (s, x);
+  double diff = 0;
+  for (size_t i = 0; i < n; i++)
+    diff = fmax (diff, fabs (y[i] - ref[i]));
+  CHECK (diff < 1e-5, "chunked im2col equals one chunk (max diff %.2g)", diff);
+  ae_session_free (s);
+  ae_model_free (m);
+  free (x);
+  free (ref);
+}
+
+static ae_model *
+trained_model (void)
+{
+  ae_model *m = ae_model_new ("conv:4:3:2:1,bn:lrelu,conv:8:3:2:1:lrelu,dense:6,sample,"
+                              "dense:32:lrelu:8x2x2,deconv:4:4:2:1,bn:lrelu,deconv:1:4:2:1:sigmoid",
+                              1, 8, 8, 1, NULL);
+  float *x = malloc (64 * 64 * sizeof *x);
+  fill_uniform (x, 64 * 64, 8);
+  ae_dataset d = { x, NULL, 64, 1, 8, 8 };
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = 2;
+  ae_train (m, &d, &o, NULL, NULL);
+  free (x);
+  ae_model_set_str (m, "task", "anomaly");
+  ae_model_set_int (m, "train.epochs", 2);
+  ae_model_set_float (m, "anomaly.threshold", 0.0123);
+  return m;
+}
+
+static void *
+read_all (const char *path, size_t *len)
+{
+  FILE *f = fopen (path, "rb");
+  if (!f)
+    return NULL;
+  fseek (f, 0, SEEK_END);
+  *len = (size_t) ftell (f);
+  fseek (f, 0, SEEK_SET);
+  void *buf = malloc (*len ? *len : 1);
+  if (fread (buf, 1, *len, f) != *len) {
+    free (buf);
+    buf = NULL;
+  }
+  fclose (f);
+  return buf;
+}
+
+static void
+test_save_load (const char *dir)
+{
+  char path[512];
+  snprintf (path, sizeof path, "%s/model.aem", dir);
+  ae_error err;
+  ae_model *m = trained_model ();
+  CHECK (ae_model_set_str (m, "arch.spec", "dense:1") == AE_E_ARG, "arch.* keys are libae's");
+  CHECK (ae_model_save (m, path, &err) == AE_OK, "save (%s)", path);
+  ae_model *l = ae_model_load (path, &err);
+  CHECK (l != NULL, "load back (%s)", l ? "ok" : err.message);
+  if (!l) {
+    ae_model_free (m);
+    return;
+  }
+  float x[64];
+  fill_uniform (x, 64, 12);
+  ae_session *a = ae_session_new (m, 1, 8, 8, NULL), *b = ae_session_new (l, 1, 8, 8, NULL);
+  CHECK (memcmp (ae_session_forward (a, x), ae_session_forward (b, x), sizeof x) == 0,
+         "save -> load -> forward is bit-identical");
+  CHECK (memcmp (ae_session_encode (a, x), ae_session_encode (b, x), 6 * sizeof (float)) == 0,
+         "latents bit-identical");
+  int64_t ep = 0;
+  double th = 0;
+  CHECK (strcmp (ae_model_get_str (l, "task"), "anomaly") == 0 && ae_model_get_int (l, "train.epochs", &ep)
+         && ep == 2 && ae_model_get_float (l, "anomaly.threshold", &th) && th == 0.0123,
+         "metadata survives");
+  CHECK (strcmp (ae_model_spec (l), ae_model_spec (m)) == 0 && ae_model_is_vae (l), "spec survives");
+  size_t len = 0;
+  unsigned char *buf = read_all (path, &len);
+  ae_model *mm = ae_model_load_memory (buf, len, &err);
+  CHECK (mm && memcmp (mm->params, m->params, m->nparams * sizeof (float)) == 0
+         && memcmp (mm->stats, m->stats, m->nstats * sizeof (float)) == 0, "load from memory");
+  ae_model_free (mm);
+
+  /* Every truncation fails cleanly. */
+  int all_rejected = 1;
+  for (size_t n = 0; n < len; n++) {
+    ae_model *t = ae_model_load_memory (buf, n, &err);
+    if (t) {
+      all_rejected = 0;
+      ae_model_free (t);
+    }
+  }
+  CHECK (all_rejected, "all %zu truncations rejected (last: %s)", len, err.message);
+
+  /* Random corruptions. Without a matching CRC every change must be
+   * rejected. With the CRC recomputed, the structural checks are what
+   * stands: any change to the 64-byte header must be rejected, and whatever
+   * loads (a changed weight is still a valid file) must run. */
+  ae_rng rng;
+  ae_rng_seed (&rng, 77);
+  unsigned char *bad = malloc (len);
+  int stale_loaded = 0, header_loaded = 0, loaded = 0, rejected = 0;
+  for (int i = 0; i < 4000; i++) {
+    memcpy (bad, buf, len);
+    int fix_crc = i % 2, header_only = i % 4 == 1;
+    int flips = 1 + (int) ae_rng_below (&rng, 4);
+    for (int f = 0; f < flips; f++)
+      bad[ae_rng_below (&rng, header_only ? 64 : len - 4)] = (unsigned char) ae_rng_next (&rng);
+    if (memcmp (bad, buf, len) == 0)
+      continue;
+    if (fix_crc) {
+      uint32_t crc = aem_crc32 (0, bad, len - 4);
+      for (int k = 0; k < 4; k++)
+        bad[len - 4 + k] = (unsigned char) (crc >> (8 * k));
+    }
+    ae_model *t = ae_model_load_memory (bad, len, &err);
+    if (!t) {
+      rejected++;
+      continue;
+    }
+    loaded++;
+    stale_loaded += !fix_crc;
+    header_loaded += header_only;
+    ae_session *s = ae_session_new (t, 1, 8, 8, NULL);
+    if (s)
+      ae_session_forward (s, x);
+    ae_session_free (s);
+    ae_model_free (t);
+  }
+  CHECK (stale_loaded == 0, "corruptions with a stale CRC: all rejected");
+  CHECK (header_loaded == 0, "header corruptions with a valid CRC: all rejected");
+  CHECK (rejected > 2000, "4000 corruptions: %d rejected, %d loaded (changed weights), none "
+         "crashed", rejected, loaded);
+  free (bad);
+  free (buf);
+
+  CHECK (ae_model_load ("/nonexistent/x.aem", &err) == NULL && err.status == AE_E_IO,
+         "missing file: %s", err.message);
+  snprintf (path, sizeof path, "%s/no-such-dir/model.aem", dir);
+  CHECK (ae_model_save (m, path, &err) == AE_E_IO, "unwritable path: %s", err.message);
+  ae_session_free (a);
+  ae_session_free (b);
+  ae_model_free (l);
+  ae_model_free (m);
+}
+
+int
+main (void)
+{
+  char dir[] = "/tmp/ae-test-model-XXXXXX";
+  if (!mkdtemp (dir))
+    return 2;
+  test_spec_errors ();
+  test_presets ();
+  test_sessions ();
+  test_chunking ();
+  test_save_load (dir);
+  char path[600];
+  snprintf (path, sizeof path, "%s/model.aem", dir);
+  unlink (path);
+  rmdir (dir);
+  return CHECK_DONE ();
+}

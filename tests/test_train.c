@@ -1,0 +1,379 @@
+/* Training behaviour: a small AE overfits a small set, PCA is the best
+ * linear reconstruction, equal seeds give equal models, early stopping
+ * keeps the best epoch, denoising training removes noise. */
+#include "nn.h"
+#include "check.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Smooth random blobs: structured enough for a small AE to learn. */
+static float *
+make_blobs (size_t count, int h, int w, uint64_t seed)
+{
+  ae_rng rng;
+  ae_rng_seed (&rng, seed);
+  float *x = malloc (count * (size_t) h * w * sizeof *x);
+  for (size_t i = 0; i < count; i++) {
+    double cx = ae_rng_uniform (&rng) * w, cy = ae_rng_uniform (&rng) * h;
+    double r = 1.5 + ae_rng_uniform (&rng) * w / 4.0, a = 0.3 + 0.6 * ae_rng_uniform (&rng);
+    for (int y = 0; y < h; y++)
+      for (int xx = 0; xx < w; xx++) {
+        double d2 = (xx - cx) * (xx - cx) + (y - cy) * (y - cy);
+        x[(i * h + y) * w + xx] = (float) (0.05 + a * exp (-d2 / (2 * r * r)));
+      }
+  }
+  return x;
+}
+
+static double
+reconstruction_mse (const ae_model *m, const float *x, size_t count, int c, int h, int w)
+{
+  ae_session *s = ae_session_new (m, (int) count, h, w, NULL);
+  const float *y = ae_session_forward (s, x);
+  double e = 0.0;
+  size_t n = count * (size_t) c * h * w;
+  for (size_t i = 0; i < n; i++)
+    e += (double) (y[i] - x[i]) * (y[i] - x[i]);
+  ae_session_free (s);
+  return e / (double) n;
+}
+
+static int
+record_first_loss (const ae_epoch_report *r, void *user)
+{
+  double *first = user;
+  if (r->epoch == 1)
+    *first = r->train_loss;
+  return 0;
+}
+
+static void
+test_overfit (const char *name, const char *spec, int epochs, float kl_beta)
+{
+  const int h = 8, w = 8;
+  float *x = make_blobs (32, h, w, 11);
+  ae_dataset d = { x, NULL, 32, 1, h, w };
+  ae_error err;
+  ae_model *m = ae_model_new (spec, 1, h, w, 5, &err);
+  CHECK (m != NULL, "%s: build (%s)", name, m ? "ok" : err.message);
+  if (!m) {
+    free (x);
+    return;
+  }
+  double before = reconstruction_mse (m, x, 32, 1, h, w), first = 0;
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = epochs;
+  o.batch = 8;
+  o.val_split = 0.0f;
+  o.lr = 3e-3f;
+  o.kl_beta = kl_beta;
+  o.on_epoch = record_first_loss;
+  o.user = &first;
+  ae_train_result r;
+  ae_status st = ae_train (m, &d, &o, &r, &err);
+  double after = reconstruction_mse (m, x, 32, 1, h, w);
+  CHECK (st == AE_OK && r.epochs_run == epochs, "%s: trains (%s)", name,
+         st == AE_OK ? "ok" : err.message);
+  CHECK (before / after >= 10.0, "%s: reconstruction MSE falls %.4g -> %.4g (%.0fx)", name,
+         before, after, before / after);
+  CHECK (first / r.final_train_loss >= 10.0, "%s: training loss falls %.4g -> %.4g", name, first,
+         r.final_train_loss);
+  ae_model_free (m);
+  free (x);
+}
+
+/* Rank-3 data plus a little noise in 20 dimensions. */
+static void
+test_pca (void)
+{
+  const size_t n = 300;
+  const int d = 20, k = 3;
+  ae_rng rng;
+  ae_rng_seed (&rng, 17);
+  float basis[3][20], *x = malloc (n * d * sizeof *x);
+  for (int j = 0; j < k; j++)
+    for (int i = 0; i < d; i++)
+      basis[j][i] = (float) ae_rng_normal (&rng);
+  for (size_t s = 0; s < n; s++) {
+    double a[3] = { 2 * ae_rng_normal (&rng), ae_rng_normal (&rng), 0.5 * ae_rng_normal (&rng) };
+    for (int i = 0; i < d; i++)
+      x[s * d + i] = (float) (0.5 + a[0] * basis[0][i] + a[1] * basis[1][i] + a[2] * basis[2][i]
+                              + 0.01 * ae_rng_normal (&rng));
+  }
+  ae_dataset data = { x, NULL, n, 1, 4, 5 };
+  ae_error err;
+  ae_model *pca = ae_pca_fit (&data, k, &err);
+  CHECK (pca != NULL, "pca: fit (%s)", pca ? "ok" : err.message);
+  double pca_mse = reconstruction_mse (pca, x, n, 1, 4, 5);
+  CHECK (pca_mse < 2e-4 && pca_mse > 2e-5, "pca: rank-3 reconstruction error %.3g is the noise "
+         "variance (1e-4 x 17/20)", pca_mse);
+  double ev = 0;
+  CHECK (ae_model_get_float (pca, "pca.explained_variance", &ev) && ev > 0.999,
+         "pca: explained variance %.5f", ev);
+
+  /* A linear AE trained by gradient descent approaches PCA but cannot beat it. */
+  ae_model *lin = ae_model_new ("dense:3,dense:20:linear:1x4x5", 1, 4, 5, 3, &err);
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = 400;
+  o.batch = 32;
+  o.lr = 1e-2f;
+  o.val_split = 0.0f;
+  ae_train (lin, &data, &o, NULL, &err);
+  double lin_mse = reconstruction_mse (lin, x, n, 1, 4, 5);
+  CHECK (lin_mse >= pca_mse * 0.999, "pca: linear AE (%.4g) does not beat PCA (%.4g)", lin_mse,
+         pca_mse);
+  CHECK (lin_mse <= pca_mse * 3.0, "pca: linear AE (%.4g) gets near PCA (%.4g)", lin_mse,
+         pca_mse);
+
+  CHECK (ae_pca_fit (&data, 25, &err) == NULL && err.status == AE_E_ARG,
+         "pca: too many components rejected: %s", err.message);
+  ae_model_free (pca);
+  ae_model_free (lin);
+  free (x);
+}
+
+static ae_model *
+train_conv (uint64_t seed, const float *x, size_t n, ae_train_result *r)
+{
+  ae_dataset d = { x, NULL, n, 1, 8, 8 };
+  ae_model *m = ae_model_new ("conv:4:3:2:1,bn:lrelu,conv:4:3:2:1:lrelu,deconv:4:4:2:1,bn:lrelu,"
+                              "deconv:1:4:2:1:sigmoid", 1, 8, 8, seed, NULL);
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = 3;
+  o.batch = 16;
+  o.seed = seed;
+  o.noise_max = 0.1f;
+  o.augment_flip = 1;
+  ae_train (m, &d, &o, r, NULL);
+  return m;
+}
+
+static void
+test_determinism (void)
+{
+  float *x = make_blobs (100, 8, 8, 3);
+  ae_train_result r1, r2;
+  ae_model *a = train_conv (42, x, 100, &r1), *b = train_conv (42, x, 100, &r2);
+  ae_model *c = train_conv (43, x, 100, NULL);
+  CHECK (memcmp (a->params, b->params, a->nparams * sizeof (float)) == 0
+         && memcmp (a->stats, b->stats, a->nstats * sizeof (float)) == 0
+         && r1.final_val_loss == r2.final_val_loss, "same seed, same model (val loss %.6g)",
+         r1.final_val_loss);
+  CHECK (memcmp (a->params, c->params, a->nparams * sizeof (float)) != 0,
+         "another seed, another model");
+  CHECK (r1.train_count == 90 && r1.val_count == 10, "validation split 90/10 (%zu/%zu)",
+         r1.train_count, r1.val_count);
+  size_t idx[100];
+  size_t nv = ae_validation_indices (100, 0.1f, 42, idx);
+  int distinct = nv == 10;
+  for (size_t i = 0; i < nv; i++)
+    for (size_t j = i + 1; j < nv; j++)
+      distinct &= idx[i] != idx[j] && idx[i] < 100;
+  CHECK (distinct, "validation indices: %zu distinct", nv);
+  ae_model_free (a);
+  ae_model_free (b);
+  ae_model_free (c);
+  free (x);
+}
+
+typedef struct epoch_log {
+  double val[64];
+  int n;
+} epoch_log;
+
+static int
+log_epoch (const ae_epoch_report *r, void *user)
+{
+  epoch_log *l = user;
+  if (l->n < 64)
+    l->val[l->n++] = r->val_loss;
+  return 0;
+}
+
+/* A learning rate far too high makes validation loss wander; the model
+ * returned must be the best epoch's, and patience must stop the run. */
+static void
+test_early_stopping (void)
+{
+  /* Few samples and a wide model: it overfits, so validation loss turns up. */
+  float *x = make_blobs (24, 8, 8, 9);
+  ae_dataset d = { x, NULL, 24, 1, 8, 8 };
+  ae_model *m = ae_model_new ("dense:256:tanh,dense:64:sigmoid:1x8x8", 1, 8, 8, 1, NULL);
+  epoch_log log = { { 0 }, 0 };
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = 60;
+  o.batch = 8;
+  o.lr = 1e-2f;
+  o.val_split = 0.25f;
+  o.patience = 4;
+  o.on_epoch = log_epoch;
+  o.user = &log;
+  ae_train_result r;
+  ae_error err;
+  ae_status st = ae_train (m, &d, &o, &r, &err);
+  CHECK (st == AE_OK, "early stopping: trains (%s)", st ? err.message : "ok");
+  double best = 1e9;
+  int best_epoch = 0;
+  for (int i = 0; i < log.n; i++)
+    if (log.val[i] < best) {
+      best = log.val[i];
+      best_epoch = i + 1;
+    }
+  CHECK (r.best_epoch == best_epoch && r.best_val_loss == best,
+         "early stopping: best epoch %d (val %.5g) reported", best_epoch, best);
+  CHECK (r.epochs_run < 60 && r.epochs_run - r.best_epoch == 4,
+         "early stopping: stopped at epoch %d, 4 after the best", r.epochs_run);
+  /* The restored weights reproduce the best validation loss. */
+  size_t idx[24];
+  size_t nv = ae_validation_indices (24, 0.25f, 1, idx);
+  float *val = malloc (nv * 64 * sizeof *val);
+  for (size_t i = 0; i < nv; i++)
+    memcpy (val + i * 64, x + idx[i] * 64, 64 * sizeof (float));
+  double mse = reconstruction_mse (m, val, nv, 1, 8, 8);
+  CHECK (fabs (mse - best) <= 1e-5 * fmax (1.0, best), "early stopping: weights restored "
+         "(val MSE %.6g vs best %.6g)", mse, best);
+  free (val);
+  ae_model_free (m);
+  free (x);
+}
+
+static int
+stop_now (const ae_epoch_report *r, void *user)
+{
+  (void) r;
+  (void) user;
+  return 1;
+}
+
+static void
+test_options_and_cancel (void)
+{
+  float *x = make_blobs (16, 8, 8, 2);
+  ae_dataset d = { x, NULL, 16, 1, 8, 8 };
+  ae_model *m = ae_model_new ("dense:4,dense:64:sigmoid:1x8x8", 1, 8, 8, 1, NULL);
+  ae_train_opts o;
+  ae_error err;
+  ae_train_result r;
+  ae_train_opts_init (&o);
+  o.epochs = 0;
+  CHECK (ae_train (m, &d, &o, NULL, &err) == AE_E_ARG, "epochs 0 rejected: %s", err.message);
+  ae_train_opts_init (&o);
+  d.count = 0;
+  CHECK (ae_train (m, &d, &o, NULL, &err) == AE_E_ARG, "no samples rejected: %s", err.message);
+  d.count = 16;
+  d.channels = 3;
+  CHECK (ae_train (m, &d, &o, NULL, &err) == AE_E_SHAPE, "wrong channels rejected: %s",
+         err.message);
+  d.channels = 1;
+  o.on_epoch = stop_now;
+  CHECK (ae_train (m, &d, &o, &r, &err) == AE_OK && r.epochs_run == 1,
+         "callback stops after epoch 1");
+  volatile int cancel = 1;
+  ae_train_opts_init (&o);
+  o.cancel = &cancel;
+  CHECK (ae_train (m, &d, &o, &r, &err) == AE_E_CANCELLED, "cancel flag: %s", err.message);
+  ae_train_opts_init (&o);
+  o.lr = 1e6f;
+  o.optimizer = AE_OPT_SGD;
+  o.epochs = 50;
+  ae_status st = ae_train (m, &d, &o, &r, &err);
+  CHECK (st == AE_E_NUMERIC || st == AE_OK, "huge learning rate: %s",
+         st ? err.message : "survived");
+  ae_model_free (m);
+  free (x);
+}
+
+/* Mean squared error against the clean images of the model's output on
+ * noisy copies (sigma 0.1, fixed seed); *input_err gets the noisy input's. */
+static double
+denoise_error (const ae_model *m, const float *x, size_t count, int h, int w, double *input_err)
+{
+  size_t plane = (size_t) h * w;
+  float *noisy = malloc (plane * sizeof *noisy);
+  ae_session *s = ae_session_new (m, 1, h, w, NULL);
+  ae_rng rng;
+  ae_rng_seed (&rng, 5);
+  double in_err = 0, out_err = 0;
+  for (size_t i = 0; i < count; i++) {
+    const float *clean = x + i * plane;
+    for (size_t j = 0; j < plane; j++) {
+      float v = clean[j] + 0.1f * (float) ae_rng_normal (&rng);
+      noisy[j] = v < 0 ? 0 : v > 1 ? 1 : v;
+      in_err += (noisy[j] - clean[j]) * (noisy[j] - clean[j]);
+    }
+    const float *y = ae_session_forward (s, noisy);
+    for (size_t j = 0; j < plane; j++)
+      out_err += (y[j] - clean[j]) * (y[j] - clean[j]);
+  }
+  ae_session_free (s);
+  free (noisy);
+  *input_err = in_err / (double) (count * plane);
+  return out_err / (double) (count * plane);
+}
+
+static ae_model *
+train_denoiser (const ae_dataset *d, const char *spec, float sigma, float lr)
+{
+  ae_model *m = ae_model_new (spec, 1, d->height, d->width, 1, NULL);
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = 25;
+  o.batch = 16;
+  o.noise_min = o.noise_max = sigma;
+  o.lr = lr;
+  o.val_split = 0.0f;
+  ae_train (m, d, &o, NULL, NULL);
+  return m;
+}
+
+/* Trained on noisy inputs with clean targets, the model removes noise; and
+ * a one-weight model shows the noise really reaches the input: trained clean
+ * it learns the identity, trained noisy it shrinks towards the mean as a
+ * Wiener filter does (weight var / (var + sigma^2)). */
+static void
+test_denoising (void)
+{
+  const int h = 16, w = 16;
+  size_t n = 256;
+  float *x = make_blobs (n, h, w, 21), *test = make_blobs (32, h, w, 22);
+  ae_dataset d = { x, NULL, n, 1, h, w };
+  ae_model *m = train_denoiser (&d, "conv:16:3:1:1:lrelu,conv:16:3:1:1:lrelu,conv:1:3:1:1:sigmoid",
+                                0.1f, 1e-3f);
+  double in_err, err = denoise_error (m, test, 32, h, w, &in_err);
+  CHECK (err < in_err / 3, "denoising: MSE %.3g of the noisy input -> %.3g", in_err, err);
+  ae_model *noisy = train_denoiser (&d, "conv:1:1:1:0", 0.1f, 0.02f);
+  ae_model *clean = train_denoiser (&d, "conv:1:1:1:0", 0.0f, 0.02f);
+  float wn = noisy->params[0], wc = clean->params[0];
+  CHECK (fabsf (wc - 1.0f) < 0.02f && wn < 0.9f, "denoising: pointwise weight %.3f clean, "
+         "%.3f noisy", wc, wn);
+  ae_model_free (m);
+  ae_model_free (noisy);
+  ae_model_free (clean);
+  free (x);
+  free (test);
+}
+
+int
+main (void)
+{
+  ae_set_blas_threads (1);
+  test_overfit ("dense AE", "dense:32:relu,dense:8,dense:32:relu,dense:64:sigmoid:1x8x8", 300, 1);
+  test_overfit ("conv AE", "conv:8:3:2:1,bn:lrelu,conv:16:3:2:1,bn:lrelu,dense:8,"
+                "dense:64:lrelu:16x2x2,deconv:8:4:2:1,bn:lrelu,deconv:1:4:2:1:sigmoid", 300, 1);
+  /* A small KL weight: with beta = 1 the prior, not the data, dominates a
+   * 32-sample set. */
+  test_overfit ("VAE", "dense:32:tanh,dense:16,sample,dense:32:tanh,dense:64:sigmoid:1x8x8", 300,
+                0.01f);
+  test_pca ();
+  test_determinism ();
+  test_early_stopping ();
+  test_options_and_cancel ();
+  test_denoising ();
+  return CHECK_DONE ();
+}

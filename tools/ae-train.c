@@ -1,0 +1,878 @@
+/* ae-train — train an autoencoder on frames decoded by GStreamer.
+ *
+ *   ae-train --task anomaly --output model.aem --input frames/ --size 64x64
+ *
+ * Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.
+ */
+#include "frames.h"
+
+#include <ae.h>
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <gst/gst.h>
+
+#ifndef AE_TOOLS_VERSION
+#define AE_TOOLS_VERSION AE_VERSION_STRING
+#endif
+
+#define EXIT_USAGE 2
+#define EXIT_INTERRUPTED 130
+#define MAX_SIDE 65536
+#define SPEC_MAX 4096
+/* SSIM box window, for training and for calibration scores alike. */
+#define SSIM_WINDOW 7
+
+/* ---- Options ------------------------------------------------------------------ */
+
+typedef enum { TASK_DENOISE, TASK_ANOMALY, TASK_ENCODE } task_kind;
+static const char *const task_names[] = { "denoise", "anomaly", "encode" };
+
+typedef struct {
+  /* As given on the command line (NULL when absent). */
+  gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s;
+  gint channels, latent, epochs, batch, threads;
+  gint64 seed, max_frames;
+  gdouble lr, val_split, calibrate;
+  gboolean quiet;
+  gchar **rest;
+
+  /* Derived by validate_options (). */
+  task_kind task;
+  ae_loss loss;
+  int width, height; /* 0 = the source's size */
+  double noise_min, noise_max; /* pixel units, 0..255 */
+} options;
+
+static void
+options_init (options *o)
+{
+  memset (o, 0, sizeof *o);
+  o->channels = 1;
+  o->latent = 32;
+  o->epochs = 20;
+  o->batch = 64;
+  o->seed = 1;
+  o->lr = 1e-3;
+  o->val_split = 0.1;
+  o->calibrate = 99.5;
+}
+
+static void
+options_clear (options *o)
+{
+  g_free (o->task_s);
+  g_free (o->output);
+  g_free (o->input);
+  g_free (o->pipeline);
+  g_free (o->arch);
+  g_free (o->size_s);
+  g_free (o->loss_s);
+  g_free (o->noise_s);
+  g_strfreev (o->rest);
+}
+
+static void G_GNUC_PRINTF (1, 2)
+complain (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  gchar *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "ae-train: %s\n", msg);
+  g_free (msg);
+}
+
+static gboolean
+parse_task (options *o)
+{
+  if (!o->task_s) {
+    complain ("--task is required (denoise, anomaly or encode)");
+    return FALSE;
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (task_names); i++)
+    if (strcmp (o->task_s, task_names[i]) == 0) {
+      o->task = (task_kind) i;
+      return TRUE;
+    }
+  complain ("unknown --task '%s' (denoise, anomaly or encode)", o->task_s);
+  return FALSE;
+}
+
+/* Strict integer parsing: the whole string, in range. */
+static gboolean
+parse_int (const char *s, int min, int max, int *out)
+{
+  gint64 v;
+  if (!g_ascii_string_to_signed (s, 10, min, max, &v, NULL))
+    return FALSE;
+  *out = (int) v;
+  return TRUE;
+}
+
+static gboolean
+parse_size (options *o)
+{
+  if (!o->size_s)
+    return TRUE;
+  gchar **parts = g_strsplit (o->size_s, "x", -1);
+  gboolean ok = g_strv_length (parts) == 2 && parse_int (parts[0], 1, MAX_SIDE, &o->width) &&
+                parse_int (parts[1], 1, MAX_SIDE, &o->height);
+  g_strfreev (parts);
+  if (!ok)
+    complain ("bad --size '%s': expected WxH with sides from 1 to %d, e.g. 64x64", o->size_s,
+              MAX_SIDE);
+  return ok;
+}
+
+static gboolean
+parse_double (const char *s, double *out)
+{
+  char *end;
+  errno = 0;
+  *out = g_ascii_strtod (s, &end);
+  return *s && !*end && errno == 0 && isfinite (*out);
+}
+
+/* "SMIN:SMAX" (or one value for both) in 0..255 pixel units. Denoising
+ * without noise teaches the identity, so denoise defaults to 0:50. */
+static gboolean
+parse_noise (options *o)
+{
+  if (!o->noise_s) {
+    o->noise_min = 0;
+    o->noise_max = o->task == TASK_DENOISE ? 50 : 0;
+    return TRUE;
+  }
+  gchar **parts = g_strsplit (o->noise_s, ":", -1);
+  guint n = g_strv_length (parts);
+  gboolean ok = (n == 1 || n == 2) && parse_double (parts[0], &o->noise_min) &&
+                parse_double (parts[n - 1], &o->noise_max) && o->noise_min >= 0 &&
+                o->noise_min <= o->noise_max && o->noise_max <= 255;
+  g_strfreev (parts);
+  if (!ok)
+    complain ("bad --noise '%s': expected SMIN:SMAX with 0 <= SMIN <= SMAX <= 255 "
+              "(Gaussian sigma in pixel units)", o->noise_s);
+  return ok;
+}
+
+static gboolean
+parse_loss (options *o)
+{
+  if (!o->loss_s) {
+    o->loss = AE_LOSS_MSE;
+    return TRUE;
+  }
+  if (ae_loss_from_name (o->loss_s, &o->loss))
+    return TRUE;
+  complain ("unknown --loss '%s' (mse, l1, bce or ssim)", o->loss_s);
+  return FALSE;
+}
+
+static gboolean
+check_source (const options *o)
+{
+  if (!o->output || !*o->output)
+    complain ("--output MODEL.aem is required");
+  else if (!o->input == !o->pipeline)
+    complain ("give exactly one of --input PATH|GLOB|URI and --pipeline DESCRIPTION");
+  else if ((o->input && !*o->input) || (o->pipeline && !*o->pipeline))
+    complain ("empty --input or --pipeline");
+  else if (o->rest && o->rest[0])
+    complain ("unexpected argument '%s'", o->rest[0]);
+  else
+    return TRUE;
+  return FALSE;
+}
+
+/* Range checks of the numeric options; one message for the first bad one. */
+static gboolean
+check_numbers (const options *o)
+{
+  if (o->channels != 1 && o->channels != 3)
+    complain ("--channels must be 1 (gray) or 3 (RGB), got %d", o->channels);
+  else if (o->latent < 1)
+    complain ("--latent must be at least 1, got %d", o->latent);
+  else if (o->epochs < 1)
+    complain ("--epochs must be at least 1, got %d", o->epochs);
+  else if (o->batch < 1)
+    complain ("--batch must be at least 1, got %d", o->batch);
+  else if (!(o->lr > 0) || !isfinite (o->lr))
+    complain ("--lr must be a positive number, got %g", o->lr);
+  else if (!(o->val_split >= 0 && o->val_split < 1))
+    complain ("--val-split must be in [0, 1), got %g", o->val_split);
+  else if (o->seed < 0)
+    complain ("--seed must not be negative, got %" G_GINT64_FORMAT, o->seed);
+  else if (o->threads < 0)
+    complain ("--threads must be at least 1, got %d", o->threads);
+  else if (o->max_frames < 0)
+    complain ("--max-frames must not be negative (0 = all), got %" G_GINT64_FORMAT,
+              o->max_frames);
+  else if (!(o->calibrate >= 0 && o->calibrate <= 100))
+    complain ("--calibrate must be a percentile in [0, 100], got %g", o->calibrate);
+  else
+    return TRUE;
+  return FALSE;
+}
+
+static gboolean
+validate_options (options *o)
+{
+  if (!parse_task (o) || !check_source (o) || !check_numbers (o) || !parse_size (o) ||
+      !parse_loss (o) || !parse_noise (o))
+    return FALSE;
+  if (o->arch && !*o->arch) {
+    complain ("empty --arch");
+    return FALSE;
+  }
+  if (!o->arch)
+    o->arch = g_strdup (o->task == TASK_DENOISE ? "fconv" : "conv");
+  return TRUE;
+}
+
+static gboolean
+parse_options (options *o, int argc, char **argv)
+{
+  const GOptionEntry entries[] = {
+    { "task", 't', 0, G_OPTION_ARG_STRING, &o->task_s,
+      "What the model is for: denoise, anomaly or encode", "TASK" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &o->output, "Model file to write", "MODEL.aem" },
+    { "input", 'i', 0, G_OPTION_ARG_FILENAME, &o->input,
+      "Image/video file, directory, glob or URI", "PATH|GLOB|URI" },
+    { "pipeline", 'p', 0, G_OPTION_ARG_STRING, &o->pipeline,
+      "gst-launch description producing raw video", "DESC" },
+    { "arch", 'a', 0, G_OPTION_ARG_STRING, &o->arch,
+      "dense, conv, vae, pca, fconv or a layer spec (default: conv; fconv for denoise)",
+      "ARCH" },
+    { "size", 's', 0, G_OPTION_ARG_STRING, &o->size_s,
+      "Scale frames to this size (default: the source's)", "WxH" },
+    { "channels", 'c', 0, G_OPTION_ARG_INT, &o->channels, "1 (gray) or 3 (RGB), default 1",
+      "N" },
+    { "latent", 'l', 0, G_OPTION_ARG_INT, &o->latent, "Latent size, default 32", "N" },
+    { "epochs", 'e', 0, G_OPTION_ARG_INT, &o->epochs, "Training epochs, default 20", "N" },
+    { "batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, "Batch size, default 64", "N" },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->lr, "Learning rate, default 1e-3", "X" },
+    { "loss", 0, 0, G_OPTION_ARG_STRING, &o->loss_s, "mse, l1, bce or ssim, default mse",
+      "LOSS" },
+    { "noise", 0, 0, G_OPTION_ARG_STRING, &o->noise_s,
+      "Input noise sigma range in pixel units (default 0:0; 0:50 for denoise)", "SMIN:SMAX" },
+    { "val-split", 0, 0, G_OPTION_ARG_DOUBLE, &o->val_split,
+      "Fraction held out for validation, default 0.1", "F" },
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Random seed, default 1", "N" },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &o->threads, "OpenBLAS threads (default: all cores)",
+      "N" },
+    { "max-frames", 0, 0, G_OPTION_ARG_INT64, &o->max_frames,
+      "Stop reading after N frames (default: all)", "N" },
+    { "calibrate", 0, 0, G_OPTION_ARG_DOUBLE, &o->calibrate,
+      "Anomaly threshold percentile of validation scores, default 99.5", "P" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "Print nothing but errors", NULL },
+    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->rest, NULL, NULL },
+    { NULL, 0, 0, 0, NULL, NULL, NULL },
+  };
+  GOptionContext *ctx = g_option_context_new ("- train an autoencoder on video frames");
+  GError *error = NULL;
+
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_add_group (ctx, gst_init_get_option_group ());
+  g_option_context_set_description (ctx,
+      "Examples:\n"
+      "  ae-train --task anomaly --output parts.aem --input good/ --size 64x64\n"
+      "  ae-train --task denoise --output dn.aem --input clip.mp4 --max-frames 2000\n"
+      "  ae-train --task anomaly --output fm.aem --pipeline \\\n"
+      "    \"filesrc location=fm.raw ! rawvideoparse format=gray8 width=28 height=28\"\n");
+  gboolean ok = g_option_context_parse (ctx, &argc, &argv, &error);
+  if (!ok) {
+    complain ("%s", error->message);
+    g_error_free (error);
+  }
+  g_option_context_free (ctx);
+  return ok && validate_options (o);
+}
+
+/* ---- Checks before the long work ------------------------------------------------ */
+
+/* Creating (and removing) a file next to the output catches a missing,
+ * read-only or full directory before minutes of decoding and training;
+ * access(2) would not (root, read-only mounts, ACLs). */
+static gboolean
+check_output_writable (const char *output)
+{
+  if (g_file_test (output, G_FILE_TEST_IS_DIR)) {
+    complain ("--output '%s' is a directory", output);
+    return FALSE;
+  }
+  gchar *probe = g_strdup_printf ("%s.tmp.XXXXXX", output);
+  int fd = g_mkstemp (probe);
+  int saved = errno;
+  if (fd >= 0) {
+    close (fd);
+    g_unlink (probe);
+  } else {
+    gchar *dir = g_path_get_dirname (output);
+    complain ("cannot write to '%s': %s", dir, g_strerror (saved));
+    g_free (dir);
+  }
+  g_free (probe);
+  return fd >= 0;
+}
+
+/* UTC ISO-8601, or SOURCE_DATE_EPOCH for reproducible files. Returns NULL
+ * after complaining when the variable is malformed. */
+static gchar *
+training_date (void)
+{
+  const char *sde = g_getenv ("SOURCE_DATE_EPOCH");
+  GDateTime *dt;
+  if (sde) {
+    guint64 t;
+    if (!g_ascii_string_to_unsigned (sde, 10, 0, G_MAXINT64, &t, NULL)) {
+      complain ("SOURCE_DATE_EPOCH '%s' is not a number of seconds", sde);
+      return NULL;
+    }
+    dt = g_date_time_new_from_unix_utc ((gint64) t);
+  } else {
+    dt = g_date_time_new_now_utc ();
+  }
+  gchar *s = dt ? g_date_time_format (dt, "%Y-%m-%dT%H:%M:%SZ") : NULL;
+  if (dt)
+    g_date_time_unref (dt);
+  if (!s)
+    complain ("SOURCE_DATE_EPOCH '%s' is out of range", sde ? sde : "");
+  return s;
+}
+
+/* ---- Interrupts ------------------------------------------------------------------ */
+
+/* First Ctrl-C: finish the epoch and save. Second: abandon at once. */
+static volatile sig_atomic_t stop_requested;
+static volatile int cancel_now;
+
+static void
+on_sigint (int sig)
+{
+  static const char msg[] = "\nae-train: stopping after this epoch (Ctrl-C again to abort)\n";
+  (void) sig;
+  if (stop_requested) {
+    cancel_now = 1;
+    return;
+  }
+  stop_requested = 1;
+  /* write(2) is async-signal-safe; stdio is not. */
+  if (write (STDERR_FILENO, msg, sizeof msg - 1) < 0)
+    return;
+}
+
+/* Only around training: while decoding, Ctrl-C should simply end the
+ * process (nothing has been written yet). */
+static void
+set_sigint (void (*handler) (int))
+{
+  struct sigaction sa;
+  memset (&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGINT, &sa, NULL);
+}
+
+/* ---- Model ----------------------------------------------------------------------- */
+
+static gboolean
+is_preset (const char *arch)
+{
+  return strcmp (arch, "dense") == 0 || strcmp (arch, "conv") == 0 ||
+         strcmp (arch, "vae") == 0 || strcmp (arch, "fconv") == 0;
+}
+
+/* Exit status for a libae failure: bad specs and sizes are the user's to
+ * fix on the command line. */
+static int
+exit_for (const ae_error *err)
+{
+  return err->status == AE_E_ARG || err->status == AE_E_SHAPE ? EXIT_USAGE : EXIT_FAILURE;
+}
+
+/* A preset or a layer spec, built for c x h x w. Returns 0 or an exit code. */
+static int
+build_model (const options *o, int c, int h, int w, ae_model **out)
+{
+  ae_error err = { 0 };
+  char spec[SPEC_MAX];
+  const char *s = o->arch;
+
+  if (is_preset (o->arch)) {
+    if (ae_arch_preset (o->arch, c, h, w, o->latent, spec, sizeof spec, &err) != AE_OK) {
+      complain ("--arch %s at %dx%d: %s", o->arch, w, h, err.message);
+      return exit_for (&err);
+    }
+    s = spec;
+  }
+  *out = ae_model_new (s, c, h, w, (uint64_t) o->seed, &err);
+  if (!*out) {
+    complain ("--arch %s at %dx%d: %s", o->arch, w, h, err.message);
+    return exit_for (&err);
+  }
+  return 0;
+}
+
+/* ---- Training -------------------------------------------------------------------- */
+
+typedef struct {
+  gboolean quiet, tty;
+  gboolean line_open; /* a \r progress line waits for its newline */
+} progress;
+
+static int
+on_epoch (const ae_epoch_report *r, void *user)
+{
+  progress *p = user;
+  if (!p->quiet) {
+    double eta = r->elapsed_s / r->epoch * (r->epochs - r->epoch);
+    gchar *val = r->val_loss >= 0 ? g_strdup_printf ("%.6f", r->val_loss) : g_strdup ("-");
+    fprintf (stderr, "%sepoch %d/%d  loss train %.6f val %s  %.0f samples/s  ETA %.0fs%s",
+             p->tty ? "\r\033[K" : "", r->epoch, r->epochs, r->train_loss, val, r->samples_per_s,
+             eta, p->tty ? "" : "\n");
+    fflush (stderr);
+    p->line_open = p->tty;
+    g_free (val);
+  }
+  return stop_requested != 0;
+}
+
+static void
+progress_end (progress *p)
+{
+  if (p->line_open)
+    fputc ('\n', stderr);
+  p->line_open = FALSE;
+}
+
+static int
+train_network (const options *o, ae_model *model, const ae_dataset *data,
+               ae_train_result *result)
+{
+  ae_train_opts opts;
+  ae_error err = { 0 };
+  progress p = { .quiet = o->quiet, .tty = isatty (STDERR_FILENO) };
+
+  ae_train_opts_init (&opts);
+  opts.epochs = o->epochs;
+  opts.batch = o->batch;
+  opts.lr = (float) o->lr;
+  opts.loss = o->loss;
+  opts.ssim_window = SSIM_WINDOW;
+  opts.val_split = (float) o->val_split;
+  opts.noise_min = (float) (o->noise_min / 255.0);
+  opts.noise_max = (float) (o->noise_max / 255.0);
+  opts.seed = (uint64_t) o->seed;
+  opts.cancel = &cancel_now;
+  opts.on_epoch = on_epoch;
+  opts.user = &p;
+
+  set_sigint (on_sigint);
+  ae_status st = ae_train (model, data, &opts, result, &err);
+  set_sigint (SIG_DFL);
+  progress_end (&p);
+  if (st == AE_E_CANCELLED) {
+    complain ("interrupted; no model written");
+    return EXIT_INTERRUPTED;
+  }
+  if (st != AE_OK) {
+    complain ("training failed: %s", err.message);
+    return exit_for (&err);
+  }
+  if (stop_requested && !o->quiet)
+    printf ("stopped on request after epoch %d; keeping the best weights\n",
+             result->epochs_run);
+  return 0;
+}
+
+/* Mean squared reconstruction error of the listed frames (all if idx is
+ * NULL), for the closed-form PCA that has no training loop to report it. */
+static double
+reconstruction_mse (ae_session *s, const ae_dataset *d, const size_t *idx, size_t n)
+{
+  size_t per = (size_t) d->channels * d->height * d->width;
+  double sum = 0;
+  for (size_t k = 0; k < n; k++) {
+    const float *x = d->x + (idx ? idx[k] : k) * per;
+    const float *y = ae_session_forward (s, x);
+    for (size_t i = 0; i < per; i++)
+      sum += ((double) y[i] - x[i]) * ((double) y[i] - x[i]);
+  }
+  return n ? sum / ((double) n * per) : -1.0;
+}
+
+/* PCA is fitted in closed form on the training part of the split, so the
+ * held-out frames stay unseen for calibration just as with ae_train. */
+static int
+fit_pca (const options *o, const ae_dataset *data, ae_model **model, ae_train_result *result)
+{
+  size_t per = (size_t) data->channels * data->height * data->width;
+  size_t *val = g_new (size_t, data->count);
+  size_t nval = ae_validation_indices (data->count, (float) o->val_split, (uint64_t) o->seed, val);
+  gboolean *held = g_new0 (gboolean, data->count);
+  for (size_t k = 0; k < nval; k++)
+    held[val[k]] = TRUE;
+
+  float *xs = g_new (float, (data->count - nval) * per);
+  size_t ntrain = 0;
+  for (size_t i = 0; i < data->count; i++)
+    if (!held[i])
+      memcpy (xs + ntrain++ * per, data->x + i * per, per * sizeof (float));
+  ae_dataset train = *data;
+  train.x = xs;
+  train.count = ntrain;
+
+  ae_error err = { 0 };
+  int rc = 0;
+  *model = ae_pca_fit (&train, o->latent, &err);
+  ae_session *s = *model ? ae_session_new (*model, 1, data->height, data->width, &err) : NULL;
+  if (!s) {
+    complain ("--arch pca: %s", err.message);
+    rc = exit_for (&err);
+  } else {
+    memset (result, 0, sizeof *result);
+    result->final_train_loss = reconstruction_mse (s, &train, NULL, ntrain);
+    result->final_val_loss = reconstruction_mse (s, data, val, nval);
+    result->best_val_loss = result->final_val_loss;
+    result->train_count = ntrain;
+    result->val_count = nval;
+  }
+  ae_session_free (s);
+  g_free (xs);
+  g_free (held);
+  g_free (val);
+  return rc;
+}
+
+/* ---- Anomaly calibration ----------------------------------------------------------- */
+
+typedef struct {
+  size_t count;
+  gboolean on_training; /* no validation split: scored the training frames */
+  double percentile, threshold, mean, std, max;
+} calibration;
+
+static void
+summarize_scores (const float *scores, size_t n, double p, float *scratch, calibration *cal)
+{
+  double sum = 0, sq = 0, max = -INFINITY;
+  for (size_t k = 0; k < n; k++) {
+    sum += scores[k];
+    max = MAX (max, (double) scores[k]);
+  }
+  cal->mean = sum / (double) n;
+  for (size_t k = 0; k < n; k++)
+    sq += (scores[k] - cal->mean) * (scores[k] - cal->mean);
+  cal->std = sqrt (sq / (double) n);
+  cal->max = max;
+  cal->count = n;
+  cal->percentile = p;
+  cal->threshold = ae_percentile (scores, n, p, scratch);
+}
+
+/* Scores frames the model did not train on (when there are any) and puts
+ * the threshold at the requested percentile, so the expected false-alarm
+ * rate on normal frames is about (100 - p)%. */
+static int
+calibrate (const options *o, const ae_model *model, const ae_dataset *d, calibration *cal)
+{
+  size_t *idx = g_new (size_t, d->count);
+  size_t n = ae_validation_indices (d->count, (float) o->val_split, (uint64_t) o->seed, idx);
+  cal->on_training = n == 0;
+  if (n == 0)
+    for (n = 0; n < d->count; n++)
+      idx[n] = n;
+
+  ae_error err = { 0 };
+  ae_session *s = ae_session_new (model, 1, d->height, d->width, &err);
+  if (!s) {
+    complain ("calibration: %s", err.message);
+    g_free (idx);
+    return EXIT_FAILURE;
+  }
+  size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
+  ae_loss kind = o->loss == AE_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
+  float *map = g_new (float, pixels), *scratch = g_new (float, MAX (8 * pixels, n));
+  float *scores = g_new (float, n);
+  ae_status st = AE_OK;
+  for (size_t k = 0; k < n && st == AE_OK; k++) {
+    const float *x = d->x + idx[k] * per;
+    st = ae_error_map (kind, x, ae_session_forward (s, x), d->channels, d->height, d->width,
+                       SSIM_WINDOW, map, scratch);
+    scores[k] = ae_score_top_mean (map, pixels, 1.0f, scratch);
+  }
+  if (st == AE_OK)
+    summarize_scores (scores, n, o->calibrate, scratch, cal);
+  else
+    complain ("calibration: cannot compute the %s error map", ae_loss_name (kind));
+  g_free (scores);
+  g_free (scratch);
+  g_free (map);
+  ae_session_free (s);
+  g_free (idx);
+  return st == AE_OK ? 0 : EXIT_FAILURE;
+}
+
+/* ---- Metadata ---------------------------------------------------------------------- */
+
+/* What a run produced, gathered for the metadata and the summary. */
+typedef struct {
+  const frames_set *frames;
+  ae_train_result result;
+  gboolean is_pca;
+  gboolean calibrated;
+  calibration cal;
+  gchar *date;
+  double seconds;
+} run_info;
+
+/* Collects the first failure of a chain of setters. */
+typedef struct {
+  ae_model *m;
+  ae_status st;
+} meta_writer;
+
+static void
+put_int (meta_writer *w, const char *key, int64_t v)
+{
+  if (w->st == AE_OK)
+    w->st = ae_model_set_int (w->m, key, v);
+}
+
+static void
+put_float (meta_writer *w, const char *key, double v)
+{
+  if (w->st == AE_OK)
+    w->st = ae_model_set_float (w->m, key, v);
+}
+
+static void
+put_str (meta_writer *w, const char *key, const char *v)
+{
+  if (w->st == AE_OK)
+    w->st = ae_model_set_str (w->m, key, v);
+}
+
+static void
+put_input_meta (meta_writer *w, const options *o, const run_info *run)
+{
+  const frames_set *f = run->frames;
+  put_str (w, "task", task_names[o->task]);
+  put_int (w, "input.width", f->width);
+  put_int (w, "input.height", f->height);
+  put_int (w, "input.channels", f->channels);
+  put_str (w, "input.format", f->channels == 1 ? "GRAY8" : "RGB");
+  put_float (w, "norm.scale", 1.0 / 255.0);
+  put_float (w, "norm.offset", 0.0);
+  put_int (w, "latent.size", (int64_t) ae_model_latent_size (w->m, f->height, f->width));
+}
+
+static void
+put_train_meta (meta_writer *w, const options *o, const run_info *run)
+{
+  char noise[64];
+  g_snprintf (noise, sizeof noise, "%g:%g", o->noise_min, o->noise_max);
+  gchar *tool = g_strdup_printf ("ae-train %s", AE_TOOLS_VERSION);
+
+  put_str (w, "train.data", run->frames->description);
+  put_int (w, "train.frames", (int64_t) run->frames->count);
+  put_str (w, "train.arch", o->arch);
+  put_int (w, "train.epochs", run->result.epochs_run);
+  put_int (w, "train.best_epoch", run->result.best_epoch);
+  put_str (w, "train.loss", run->is_pca ? "mse" : ae_loss_name (o->loss));
+  put_int (w, "train.seed", o->seed);
+  put_float (w, "train.lr", o->lr);
+  put_int (w, "train.batch", o->batch);
+  put_str (w, "train.noise", noise);
+  put_float (w, "train.val_split", o->val_split);
+  put_float (w, "train.final_train_loss", run->result.final_train_loss);
+  /* -1 when there was no validation set, as libae reports it. */
+  put_float (w, "train.final_val_loss", run->result.final_val_loss);
+  put_str (w, "train.tool", tool);
+  put_str (w, "train.date", run->date);
+  g_free (tool);
+}
+
+static void
+put_anomaly_meta (meta_writer *w, const options *o, const calibration *cal)
+{
+  gboolean ssim = o->loss == AE_LOSS_SSIM;
+  put_str (w, "anomaly.score", ssim ? "mean-ssim" : "mean-mse");
+  if (ssim)
+    put_int (w, "anomaly.ssim_window", SSIM_WINDOW);
+  put_float (w, "anomaly.threshold", cal->threshold);
+  put_float (w, "anomaly.calibrate_percentile", cal->percentile);
+  put_str (w, "anomaly.calibration_set", cal->on_training ? "training" : "validation");
+  put_float (w, "anomaly.val_score_mean", cal->mean);
+  put_float (w, "anomaly.val_score_std", cal->std);
+  put_float (w, "anomaly.val_score_max", cal->max);
+  put_int (w, "anomaly.val_count", (int64_t) cal->count);
+}
+
+static int
+write_metadata (ae_model *m, const options *o, const run_info *run)
+{
+  meta_writer w = { m, AE_OK };
+  put_input_meta (&w, o, run);
+  put_train_meta (&w, o, run);
+  if (run->calibrated)
+    put_anomaly_meta (&w, o, &run->cal);
+  if (w.st != AE_OK) {
+    complain ("cannot set model metadata: %s", ae_status_name (w.st));
+    return EXIT_FAILURE;
+  }
+  return 0;
+}
+
+/* ---- Reporting ----------------------------------------------------------------------- */
+
+static void
+print_summary (const options *o, const ae_model *m, const run_info *run)
+{
+  const ae_train_result *r = &run->result;
+  const frames_set *f = run->frames;
+  if (o->quiet)
+    return;
+  if (run->is_pca)
+    printf ("fitted pca (%d components) on %zu frames in %.1f s: train mse %.6f", o->latent,
+            r->train_count, run->seconds, r->final_train_loss);
+  else
+    printf ("trained %d epoch%s (best %d) on %zu frames in %.1f s: train loss %.6f",
+            r->epochs_run, r->epochs_run == 1 ? "" : "s", r->best_epoch, r->train_count,
+            r->seconds, r->final_train_loss);
+  if (r->val_count)
+    printf (", val loss %.6f on %zu frames\n", r->final_val_loss, r->val_count);
+  else
+    printf (", no validation set\n");
+  if (run->calibrated)
+    printf ("anomaly threshold %.6g: percentile %g of the %s scores of %zu %s frames "
+            "(mean %.6g, max %.6g)\n", run->cal.threshold, run->cal.percentile,
+            o->loss == AE_LOSS_SSIM ? "mean-ssim" : "mean-mse", run->cal.count,
+            run->cal.on_training ? "training (no validation split)" : "validation",
+            run->cal.mean, run->cal.max);
+  printf ("wrote %s (%s, %dx%d %s, latent %zu, %zu parameters)\n", o->output, o->arch, f->width,
+          f->height, f->channels == 1 ? "gray" : "RGB",
+          ae_model_latent_size (m, f->height, f->width), ae_model_param_count (m));
+}
+
+static void
+print_loaded (const options *o, const frames_set *f)
+{
+  if (o->quiet)
+    return;
+  printf ("loaded %s\n", f->description);
+  if (g_strcmp0 (o->arch, "pca") == 0 && o->task == TASK_DENOISE && o->noise_max > 0)
+    printf ("note: pca is fitted in closed form; --noise, --epochs, --batch, --lr and "
+                     "--loss do not apply\n");
+}
+
+/* ---- Main ------------------------------------------------------------------------------ */
+
+static int
+load_frames (const options *o, frames_set *frames)
+{
+  GError *error = NULL;
+  /* Informational lines go to stdout so that stderr holds only errors
+   * (and the epoch progress, which follows stderr's terminal). */
+  if (!o->quiet) {
+    printf ("loading frames from %s\n", o->input ? o->input : "pipeline");
+    fflush (stdout);
+  }
+  if (frames_load (o->input, o->pipeline, o->width, o->height, o->channels,
+                   (size_t) o->max_frames, frames, &error))
+    return 0;
+  complain ("%s", error->message);
+  g_error_free (error);
+  return EXIT_FAILURE;
+}
+
+/* Builds (when the size was not known before loading) and trains the
+ * model; for pca the fit is the training. */
+static int
+fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info *run)
+{
+  run->is_pca = strcmp (o->arch, "pca") == 0;
+  gint64 start = g_get_monotonic_time ();
+  int rc;
+  if (run->is_pca) {
+    rc = fit_pca (o, data, model, &run->result);
+  } else {
+    rc = *model ? 0 : build_model (o, data->channels, data->height, data->width, model);
+    if (rc == 0)
+      rc = train_network (o, *model, data, &run->result);
+  }
+  run->seconds = (double) (g_get_monotonic_time () - start) / G_USEC_PER_SEC;
+  return rc;
+}
+
+static int
+run (const options *o)
+{
+  frames_set frames = { 0 };
+  ae_model *model = NULL;
+  run_info info = { .frames = &frames };
+  int rc = 0;
+
+  info.date = training_date ();
+  if (!info.date)
+    return EXIT_USAGE;
+  if (o->threads > 0)
+    ae_set_blas_threads (o->threads);
+  /* With the size known, a bad --arch fails before any decoding. */
+  if (o->width > 0 && strcmp (o->arch, "pca") != 0)
+    rc = build_model (o, o->channels, o->height, o->width, &model);
+  if (rc == 0)
+    rc = load_frames (o, &frames);
+  if (rc == 0) {
+    print_loaded (o, &frames);
+    ae_dataset data = { frames.x, NULL, frames.count, frames.channels, frames.height,
+                        frames.width };
+    rc = fit_model (o, &data, &model, &info);
+    if (rc == 0 && o->task == TASK_ANOMALY) {
+      rc = calibrate (o, model, &data, &info.cal);
+      info.calibrated = rc == 0;
+    }
+  }
+  if (rc == 0)
+    rc = write_metadata (model, o, &info);
+  if (rc == 0) {
+    ae_error err = { 0 };
+    if (ae_model_save (model, o->output, &err) != AE_OK) {
+      complain ("%s", err.message);
+      rc = EXIT_FAILURE;
+    }
+  }
+  if (rc == 0)
+    print_summary (o, model, &info);
+  ae_model_free (model);
+  frames_set_clear (&frames);
+  g_free (info.date);
+  return rc;
+}
+
+int
+main (int argc, char **argv)
+{
+  options o;
+  int rc;
+
+  options_init (&o);
+  if (!parse_options (&o, argc, argv))
+    rc = EXIT_USAGE;
+  else if (!check_output_writable (o.output))
+    rc = EXIT_FAILURE;
+  else
+    rc = run (&o);
+  options_clear (&o);
+  return rc;
+}
