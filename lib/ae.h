@@ -212,7 +212,14 @@ typedef struct ae_train_opts {
   int patience;         /* early stopping epochs without val improvement, 0 = off */
   float noise_min, noise_max; /* Gaussian input noise sigma range in [0,1] units */
   int augment_flip;     /* random horizontal flips */
+  int crop_width, crop_height; /* > 0: train on random crops of this size
+                                * (validation: the centre crop) */
+  int repeat;           /* passes over the training set per epoch, 1; with
+                         * crops, noise or flips each pass sees new samples */
   uint64_t seed;        /* 1 */
+  int threads;          /* worker threads, each training a shard of every
+                         * batch, 1. Fastest with ae_set_blas_threads (1) and
+                         * one worker per core (see docs/architecture.md). */
   /* Checked between batches: when it becomes non-zero, ae_train returns
    * AE_E_CANCELLED at once (the model keeps the best weights so far). */
   const volatile int *cancel;

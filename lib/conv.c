@@ -20,81 +20,113 @@ ae_col_chunk (size_t rows, size_t total_cols, size_t budget)
   return cols < total_cols ? cols : total_cols;
 }
 
-/* Calls fn for each maximal run of columns [j, j+len) that stays on one
- * output row (fixed n, y), giving the starting x. */
-#define FOR_ROW_RUNS(g, j0, j1, BODY)                                         \
-  do {                                                                        \
-    size_t j_ = (j0);                                                         \
-    while (j_ < (j1)) {                                                       \
-      size_t pos_ = j_ % ((size_t) (g)->oh * (g)->ow);                        \
-      int n_ = (int) (j_ / ((size_t) (g)->oh * (g)->ow));                     \
-      int y_ = (int) (pos_ / (g)->ow), x0_ = (int) (pos_ % (g)->ow);          \
-      size_t len_ = (size_t) ((g)->ow - x0_);                                 \
-      if (len_ > (j1) - j_)                                                   \
-        len_ = (j1) - j_;                                                     \
-      {                                                                       \
-        const int n = n_, oy = y_, ox0 = x0_;                                 \
-        const size_t len = len_, off = j_ - (j0);                             \
-        BODY;                                                                 \
-      }                                                                       \
-      j_ += len_;                                                             \
-    }                                                                         \
-  } while (0)
-
-/* Copies one kernel tap's row of inputs for output x in [ox0, ox0+len). */
-static void
-gather_run (const float *src_row, int w, int s, int p, int kx, int ox0, size_t len, float *dst)
+/* Output columns ox in [lo, hi) read input columns inside [0, w) for this
+ * kernel column; the rest fall on the zero padding. */
+static inline void
+valid_span (int w, int s, int p, int kx, int ox0, int len, int *lo, int *hi)
 {
-  for (size_t i = 0; i < len; i++) {
-    int ix = (ox0 + (int) i) * s - p + kx;
-    dst[i] = (ix >= 0 && ix < w) ? src_row[ix] : 0.0f;
+  int first = p - kx > 0 ? (p - kx + s - 1) / s : 0;
+  int last = w - 1 + p - kx >= 0 ? (w - 1 + p - kx) / s + 1 : 0;
+  *lo = first > ox0 ? first : ox0;
+  *hi = last < ox0 + len ? last : ox0 + len;
+  if (*hi < *lo)
+    *hi = *lo;
+}
+
+/* dst[0..len) = input row at x = (ox0 + i) * s - p + kx, zero outside. */
+static inline void
+gather_row (const float *src, int w, int s, int p, int kx, int ox0, int len, float *dst)
+{
+  int lo, hi;
+  valid_span (w, s, p, kx, ox0, len, &lo, &hi);
+  memset (dst, 0, (size_t) (lo - ox0) * sizeof (float));
+  if (s == 1) {
+    memcpy (dst + (lo - ox0), src + (lo - p + kx), (size_t) (hi - lo) * sizeof (float));
+  } else {
+    for (int ox = lo; ox < hi; ox++)
+      dst[ox - ox0] = src[ox * s - p + kx];
+  }
+  memset (dst + (hi - ox0), 0, (size_t) (ox0 + len - hi) * sizeof (float));
+}
+
+/* The adjoint of gather_row: input row x += src[i]. */
+static inline void
+scatter_row (const float *src, int w, int s, int p, int kx, int ox0, int len, float *dst)
+{
+  int lo, hi;
+  valid_span (w, s, p, kx, ox0, len, &lo, &hi);
+  if (s == 1) {
+    float *d = dst + (lo - p + kx);
+    const float *a = src + (lo - ox0);
+    for (int i = 0; i < hi - lo; i++)
+      d[i] += a[i];
+  } else {
+    for (int ox = lo; ox < hi; ox++)
+      dst[ox * s - p + kx] += src[ox - ox0];
   }
 }
 
+/* Walks the columns [j0, j1) one output row (fixed image n and row oy) at
+ * a time, calling row_fn for each kernel tap. */
+typedef void (*tap_fn) (const conv_geom *g, float *img_row, float *col_row, int ox0, int len,
+                        int kx);
+
 static void
-scatter_run (const float *src, int w, int s, int p, int kx, int ox0, size_t len, float *dst_row)
+tap_gather (const conv_geom *g, float *img_row, float *col_row, int ox0, int len, int kx)
 {
-  for (size_t i = 0; i < len; i++) {
-    int ix = (ox0 + (int) i) * s - p + kx;
-    if (ix >= 0 && ix < w)
-      dst_row[ix] += src[i];
+  if (img_row)
+    gather_row (img_row, g->w, g->s, g->p, kx, ox0, len, col_row);
+  else
+    memset (col_row, 0, (size_t) len * sizeof (float));
+}
+
+static void
+tap_scatter (const conv_geom *g, float *img_row, float *col_row, int ox0, int len, int kx)
+{
+  if (img_row)
+    scatter_row (col_row, g->w, g->s, g->p, kx, ox0, len, img_row);
+}
+
+static void
+walk_columns (const conv_geom *g, float *img, size_t j0, size_t j1, float *col, tap_fn fn)
+{
+  size_t cols = j1 - j0, plane = (size_t) g->h * g->w, per_image = (size_t) g->oh * g->ow;
+  int n = (int) (j0 / per_image);
+  int oy = (int) (j0 % per_image / (size_t) g->ow), ox0 = (int) (j0 % (size_t) g->ow);
+  for (size_t j = j0; j < j1;) {
+    int len = g->ow - ox0;
+    if ((size_t) len > j1 - j)
+      len = (int) (j1 - j);
+    size_t off = j - j0;
+    for (int c = 0; c < g->c; c++)
+      for (int ky = 0; ky < g->k; ky++) {
+        int iy = oy * g->s - g->p + ky;
+        float *row = iy >= 0 && iy < g->h ? img + ((size_t) c * g->n + n) * plane + (size_t) iy * g->w
+                                          : NULL;
+        float *dst = col + ((size_t) (c * g->k + ky) * g->k) * cols + off;
+        for (int kx = 0; kx < g->k; kx++)
+          fn (g, row, dst + (size_t) kx * cols, ox0, len, kx);
+      }
+    j += (size_t) len;
+    ox0 = 0;
+    if (++oy == g->oh) {
+      oy = 0;
+      n++;
+    }
   }
 }
 
 void
 ae_im2col (const conv_geom *g, const float *img, size_t j0, size_t j1, float *col)
 {
-  size_t cols = j1 - j0, plane = (size_t) g->h * g->w;
-  for (int c = 0; c < g->c; c++)
-    for (int ky = 0; ky < g->k; ky++)
-      for (int kx = 0; kx < g->k; kx++) {
-        float *row = col + ((size_t) (c * g->k + ky) * g->k + kx) * cols;
-        FOR_ROW_RUNS (g, j0, j1, {
-          int iy = oy * g->s - g->p + ky;
-          if (iy < 0 || iy >= g->h)
-            memset (row + off, 0, len * sizeof (float));
-          else
-            gather_run (img + ((size_t) c * g->n + n) * plane + (size_t) iy * g->w, g->w, g->s,
-                        g->p, kx, ox0, len, row + off);
-        });
-      }
+  /* gather only reads the image; the cast lets both directions share the walk */
+  walk_columns (g, (float *) img, j0, j1, col, tap_gather);
 }
 
 void
 ae_col2im (const conv_geom *g, const float *col, size_t j0, size_t j1, float *img)
 {
-  size_t cols = j1 - j0, plane = (size_t) g->h * g->w;
-  for (int c = 0; c < g->c; c++)
-    for (int ky = 0; ky < g->k; ky++)
-      for (int kx = 0; kx < g->k; kx++) {
-        const float *row = col + ((size_t) (c * g->k + ky) * g->k + kx) * cols;
-        FOR_ROW_RUNS (g, j0, j1, {
-          int iy = oy * g->s - g->p + ky;
-          if (iy >= 0 && iy < g->h)
-            scatter_run (row + off, g->w, g->s, g->p, kx, ox0, len,
-                         img + ((size_t) c * g->n + n) * plane + (size_t) iy * g->w);
-        });
-      }
+  walk_columns (g, img, j0, j1, (float *) col, tap_scatter);
 }
 
 void

@@ -20,14 +20,18 @@ void
 act_forward (ae_act act, float alpha, float *y, size_t n)
 {
   switch (act) {
+  /* (Leaky) ReLU as a*y + b*|y|: any form with a select lets the compiler
+   * turn the in-place update into a conditional store, whose branch random
+   * signs mispredict and which does not vectorise. Exact for ReLU (halving
+   * is exact); within one rounding of alpha*y or y for leaky ReLU. */
   case AE_ACT_RELU:
+  case AE_ACT_LRELU: {
+    float a = act == AE_ACT_RELU ? 0.5f : 0.5f * (1.0f + alpha);
+    float b = act == AE_ACT_RELU ? 0.5f : 0.5f * (1.0f - alpha);
     for (size_t i = 0; i < n; i++)
-      y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+      y[i] = a * y[i] + b * fabsf (y[i]);
     break;
-  case AE_ACT_LRELU:
-    for (size_t i = 0; i < n; i++)
-      y[i] = y[i] > 0.0f ? y[i] : alpha * y[i];
-    break;
+  }
   case AE_ACT_SIGMOID:
     for (size_t i = 0; i < n; i++)
       y[i] = 1.0f / (1.0f + expf (-y[i]));
@@ -49,11 +53,11 @@ act_backward (ae_act act, float alpha, const float *y, float *g, size_t n)
   switch (act) {
   case AE_ACT_RELU:
     for (size_t i = 0; i < n; i++)
-      g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+      g[i] *= y[i] > 0.0f ? 1.0f : 0.0f;
     break;
   case AE_ACT_LRELU:
     for (size_t i = 0; i < n; i++)
-      g[i] = y[i] > 0.0f ? g[i] : alpha * g[i];
+      g[i] *= y[i] > 0.0f ? 1.0f : alpha;
     break;
   case AE_ACT_SIGMOID:
     for (size_t i = 0; i < n; i++)

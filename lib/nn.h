@@ -154,6 +154,19 @@ void ae_col2im (const conv_geom *g, const float *col, size_t j0, size_t j1, floa
 size_t ae_col_chunk (size_t rows, size_t total_cols, size_t budget);
 #define AE_COL_BUDGET ((size_t) 1 << 20)
 
+/* shards.c: data-parallel training steps over `workers` threads. */
+typedef struct ae_shards ae_shards;
+ae_shards *ae_shards_new (ae_model *m, int workers, int batch, int h, int w, ae_loss loss,
+                          int window, uint64_t seed, ae_error *err);
+void ae_shards_free (ae_shards *p);
+/* Splits a batch of n over the shards; returns how many are used (-1 on error). */
+int ae_shards_split (ae_shards *p, int n, ae_error *err);
+/* Shard k's sample count and the CNHW buffers to fill with its samples. */
+void ae_shards_buffers (ae_shards *p, int k, int *n, float **input, float **target);
+/* Forward, loss and backward on every shard; leaves the batch's gradient in
+ * grads and returns the batch loss (reconstruction mean + KL term). */
+double ae_shards_step (ae_shards *p, float kl_scale, float *grads);
+
 /* loss.c: value and gradient on CNHW tensors with `planes` images of h x w. */
 double ae_loss_eval (ae_loss kind, const float *y, const float *t, size_t planes, int h, int w,
                      int window, float *grad, float *scratch);

@@ -23,6 +23,7 @@ ae_train_opts_init (ae_train_opts *o)
   o->ssim_window = 7;
   o->kl_beta = 1.0f;
   o->val_split = 0.1f;
+  o->repeat = 1;
   o->seed = 1;
 }
 
@@ -76,19 +77,22 @@ typedef struct trainer {
   ae_model *m;
   const ae_dataset *data;
   const ae_train_opts *o;
-  ae_session *train, *eval;
+  ae_shards *shards;
+  ae_session *eval;
+  int batch;
   size_t *perm, ntrain, nval;
   float *grads, *mom1, *mom2;
   float *best_params, *best_stats;
   float *target, *gout, *loss_scratch;
   ae_rng rng;
   long step;
+  int h, w; /* sample size seen by the network: the crop, or the frame */
 } trainer;
 
 static void
 trainer_free (trainer *t)
 {
-  ae_session_free (t->train);
+  ae_shards_free (t->shards);
   ae_session_free (t->eval);
   free (t->perm);
   free (t->grads);
@@ -97,7 +101,6 @@ trainer_free (trainer *t)
   free (t->best_params);
   free (t->best_stats);
   free (t->target);
-  free (t->gout);
   free (t->loss_scratch);
 }
 
@@ -112,10 +115,15 @@ check_inputs (const ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae
     return ae_fail (err, AE_E_SHAPE, "data has %d channels, the model %d", d->channels, m->in_c);
   if (o->epochs <= 0 || o->batch <= 0 || !(o->lr > 0.0f) || !(o->val_split >= 0.0f)
       || o->val_split >= 1.0f || o->noise_min < 0.0f || o->noise_max < o->noise_min
-      || o->weight_decay < 0.0f || o->clip_norm < 0.0f || o->patience < 0)
+      || o->weight_decay < 0.0f || o->clip_norm < 0.0f || o->patience < 0 || o->repeat < 1
+      || o->threads < 0 || o->threads > 256)
     return ae_fail (err, AE_E_ARG, "training options out of range");
   if (o->loss == AE_LOSS_SSIM && o->ssim_window < 1)
     return ae_fail (err, AE_E_ARG, "SSIM window must be at least 1");
+  if (o->crop_width < 0 || o->crop_height < 0 || o->crop_width > d->width
+      || o->crop_height > d->height || (!o->crop_width != !o->crop_height))
+    return ae_fail (err, AE_E_ARG, "crop %dx%d does not fit %dx%d frames", o->crop_width,
+                    o->crop_height, d->width, d->height);
   return AE_OK;
 }
 
@@ -130,20 +138,22 @@ trainer_init (trainer *t, ae_model *m, const ae_dataset *d, const ae_train_opts 
   ae_status st = check_inputs (m, d, o, err);
   if (st != AE_OK)
     return st;
+  t->h = o->crop_height ? o->crop_height : d->height;
+  t->w = o->crop_width ? o->crop_width : d->width;
   t->nval = validation_count (d->count, o->val_split);
   t->ntrain = d->count - t->nval;
   int batch = (size_t) o->batch < t->ntrain ? o->batch : (int) t->ntrain;
-  t->train = ae_session_new_mode (m, batch, d->height, d->width, 1, err);
-  if (!t->train)
+  t->batch = batch;
+  t->shards = ae_shards_new (m, o->threads > 0 ? o->threads : 1, batch, t->h, t->w, o->loss,
+                             o->ssim_window, o->seed, err);
+  if (!t->shards)
     return err ? err->status : AE_E_SHAPE;
-  t->train->stats = m->stats;
-  ae_rng_seed (&t->train->rng, o->seed ^ 0x76616eULL);
   if (t->nval) {
-    t->eval = ae_session_new_mode (m, batch, d->height, d->width, 0, err);
+    t->eval = ae_session_new_mode (m, batch, t->h, t->w, 0, err);
     if (!t->eval)
       return err ? err->status : AE_E_SHAPE;
   }
-  size_t sample = (size_t) d->channels * d->height * d->width, np = m->nparams ? m->nparams : 1;
+  size_t sample = (size_t) d->channels * t->h * t->w, np = m->nparams ? m->nparams : 1;
   t->perm = malloc (d->count * sizeof *t->perm);
   t->grads = calloc (np, sizeof (float));
   t->mom1 = calloc (np, sizeof (float));
@@ -151,10 +161,9 @@ trainer_init (trainer *t, ae_model *m, const ae_dataset *d, const ae_train_opts 
   t->best_params = malloc (np * sizeof (float));
   t->best_stats = malloc ((m->nstats ? m->nstats : 1) * sizeof (float));
   t->target = malloc ((size_t) batch * sample * sizeof (float));
-  t->gout = malloc ((size_t) batch * sample * sizeof (float));
-  t->loss_scratch = malloc (ae_loss_scratch_floats (o->loss, d->height, d->width) * sizeof (float));
+  t->loss_scratch = malloc (ae_loss_scratch_floats (o->loss, t->h, t->w) * sizeof (float));
   if (!t->perm || !t->grads || !t->mom1 || !t->mom2 || !t->best_params || !t->best_stats
-      || !t->target || !t->gout || !t->loss_scratch)
+      || !t->target || !t->loss_scratch)
     return ae_fail (err, AE_E_NOMEM, "out of memory for training");
   split_permutation (d->count, o->seed, t->perm);
   ae_rng_seed (&t->rng, o->seed);
@@ -163,16 +172,19 @@ trainer_init (trainer *t, ae_model *m, const ae_dataset *d, const ae_train_opts 
 
 /* ---- Batches -------------------------------------------------------------------------- */
 
+/* Copies the h x w window at (x0, y0) of a plane `stride` floats wide. */
 static void
-copy_plane (const float *src, float *dst, int h, int w, int flip)
+copy_window (const float *src, int stride, int x0, int y0, float *dst, int h, int w, int flip)
 {
-  if (!flip) {
-    memcpy (dst, src, (size_t) h * w * sizeof (float));
-    return;
+  for (int y = 0; y < h; y++) {
+    const float *row = src + (size_t) (y0 + y) * stride + x0;
+    float *out = dst + (size_t) y * w;
+    if (!flip)
+      memcpy (out, row, (size_t) w * sizeof (float));
+    else
+      for (int x = 0; x < w; x++)
+        out[x] = row[w - 1 - x];
   }
-  for (int y = 0; y < h; y++)
-    for (int x = 0; x < w; x++)
-      dst[(size_t) y * w + x] = src[(size_t) y * w + (w - 1 - x)];
 }
 
 static void
@@ -186,22 +198,32 @@ add_noise (float *v, size_t n, float sigma, ae_rng *rng)
   }
 }
 
-/* Gathers samples idx[0..n) into CNHW input and target buffers. */
+/* Gathers samples idx[0..n) into CNHW input and target buffers: a random
+ * crop (training) or the centre crop (validation), maybe flipped, with
+ * Gaussian noise of a random sigma on the input only. */
 static void
-fill_batch (trainer *t, const size_t *idx, int n, float *input, ae_rng *rng, int augment)
+fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, ae_rng *rng,
+            int augment)
 {
   const ae_dataset *d = t->data;
-  int c = d->channels, h = d->height, w = d->width;
-  size_t plane = (size_t) h * w, sample = (size_t) c * plane;
+  int c = d->channels, h = t->h, w = t->w;
+  size_t src_plane = (size_t) d->height * d->width, sample = (size_t) c * src_plane;
+  size_t plane = (size_t) h * w;
   for (int i = 0; i < n; i++) {
     const float *x = d->x + idx[i] * sample;
     const float *y = d->target ? d->target + idx[i] * sample : x;
+    int x0 = (d->width - w) / 2, y0 = (d->height - h) / 2;
+    if (augment) {
+      x0 = (int) ae_rng_below (rng, (size_t) (d->width - w + 1));
+      y0 = (int) ae_rng_below (rng, (size_t) (d->height - h + 1));
+    }
     int flip = augment && t->o->augment_flip && ae_rng_uniform (rng) < 0.5;
     float sigma = t->o->noise_min + (float) ae_rng_uniform (rng) * (t->o->noise_max - t->o->noise_min);
     for (int ch = 0; ch < c; ch++) {
       float *in = input + ((size_t) ch * n + i) * plane;
-      copy_plane (x + ch * plane, in, h, w, flip);
-      copy_plane (y + ch * plane, t->target + ((size_t) ch * n + i) * plane, h, w, flip);
+      copy_window (x + ch * src_plane, d->width, x0, y0, in, h, w, flip);
+      copy_window (y + ch * src_plane, d->width, x0, y0, target + ((size_t) ch * n + i) * plane,
+                   h, w, flip);
       add_noise (in, plane, sigma, rng);
     }
   }
@@ -268,26 +290,26 @@ optimizer_step (trainer *t)
 static float
 kl_scale (const trainer *t, int n)
 {
-  const ae_dataset *d = t->data;
-  return t->m->vae ? t->o->kl_beta / ((float) n * d->channels * d->height * d->width) : 0.0f;
+  return t->m->vae ? t->o->kl_beta / ((float) n * t->data->channels * t->h * t->w) : 0.0f;
 }
 
+/* One optimisation step on samples idx[0..n): the shards are filled in
+ * order from the one generator, so results do not depend on the number of
+ * workers' scheduling. */
 static double
 train_batch (trainer *t, const size_t *idx, int n, ae_error *err)
 {
-  ae_session *s = t->train;
-  const ae_dataset *d = t->data;
-  if (ae_session_reshape (s, n, d->height, d->width, err) != AE_OK)
+  int shards = ae_shards_split (t->shards, n, err);
+  if (shards < 0)
     return NAN;
-  fill_batch (t, idx, n, s->act[0], &t->rng, 1);
-  const float *y = ae_session_run_cnhw (s, s->act[0], -1);
-  double loss = ae_loss_eval (t->o->loss, y, t->target, (size_t) n * d->channels, d->height,
-                              d->width, t->o->ssim_window, t->gout, t->loss_scratch);
-  float kls = kl_scale (t, n);
-  if (kls > 0.0f)
-    loss += kls * ae_session_kl (s);
-  memset (t->grads, 0, t->m->nparams * sizeof (float));
-  ae_session_backward (s, t->gout, t->grads, kls);
+  for (int k = 0, off = 0; k < shards; k++) {
+    int nk;
+    float *input, *target;
+    ae_shards_buffers (t->shards, k, &nk, &input, &target);
+    fill_batch (t, idx + off, nk, input, target, &t->rng, 1);
+    off += nk;
+  }
+  double loss = ae_shards_step (t->shards, kl_scale (t, n), t->grads);
   optimizer_step (t);
   return loss;
 }
@@ -305,11 +327,11 @@ validation_loss (trainer *t)
   double sum = 0.0;
   for (size_t i = 0; i < t->nval; i += (size_t) s->allocated_for[0]) {
     int n = (int) (t->nval - i < s->allocated_for[0] ? t->nval - i : s->allocated_for[0]);
-    ae_session_reshape (s, n, d->height, d->width, NULL);
-    fill_batch (t, val + i, n, s->input, &rng, 0);
+    ae_session_reshape (s, n, t->h, t->w, NULL);
+    fill_batch (t, val + i, n, s->input, t->target, &rng, 0);
     const float *y = ae_session_run_cnhw (s, s->input, -1);
-    sum += n * ae_loss_eval (t->o->loss, y, t->target, (size_t) n * d->channels, d->height,
-                             d->width, t->o->ssim_window, NULL, t->loss_scratch);
+    sum += n * ae_loss_eval (t->o->loss, y, t->target, (size_t) n * d->channels, t->h, t->w,
+                             t->o->ssim_window, NULL, t->loss_scratch);
   }
   return sum / (double) t->nval;
 }
@@ -334,13 +356,10 @@ cancelled (const ae_train_opts *o)
   return o->cancel && *o->cancel;
 }
 
-/* One pass over the shuffled training samples; returns the mean loss. */
+/* One pass over the training samples in a new order, adding loss * n to *sum. */
 static ae_status
-train_epoch (trainer *t, double *mean_loss, ae_error *err)
+train_pass (trainer *t, size_t *order, int batch, double *sum, ae_error *err)
 {
-  size_t *order = t->perm; /* the first ntrain entries are the training set */
-  int batch = (int) t->train->allocated_for[0];
-  double sum = 0.0;
   ae_rng_shuffle (&t->rng, order, t->ntrain);
   for (size_t i = 0; i < t->ntrain; i += (size_t) batch) {
     if (cancelled (t->o))
@@ -350,9 +369,24 @@ train_epoch (trainer *t, double *mean_loss, ae_error *err)
     if (!isfinite (loss))
       return ae_fail (err, AE_E_NUMERIC, "training diverged (loss %g); try a lower learning rate",
                       loss);
-    sum += loss * n;
+    *sum += loss * n;
   }
-  *mean_loss = sum / (double) t->ntrain;
+  return AE_OK;
+}
+
+/* `repeat` passes over the shuffled training samples; returns the mean loss. */
+static ae_status
+train_epoch (trainer *t, double *mean_loss, ae_error *err)
+{
+  size_t *order = t->perm; /* the first ntrain entries are the training set */
+  int batch = t->batch;
+  double sum = 0.0;
+  for (int pass = 0; pass < t->o->repeat; pass++) {
+    ae_status st = train_pass (t, order, batch, &sum, err);
+    if (st != AE_OK)
+      return st;
+  }
+  *mean_loss = sum / ((double) t->ntrain * t->o->repeat);
   return AE_OK;
 }
 
@@ -392,7 +426,8 @@ ae_train (ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae_train_res
     r.epochs_run = e;
     r.final_train_loss = train_loss;
     r.final_val_loss = val;
-    ae_epoch_report rep = { e, o->epochs, train_loss, val, t.ntrain / (now_s () - t0),
+    ae_epoch_report rep = { e, o->epochs, train_loss, val,
+                            (double) t.ntrain * o->repeat / (now_s () - t0),
                             now_s () - start, r.best_epoch };
     if ((o->on_epoch && o->on_epoch (&rep, o->user)) || (o->patience && since_best >= o->patience))
       break;

@@ -137,11 +137,11 @@ test_pca (void)
 }
 
 static ae_model *
-train_conv (uint64_t seed, const float *x, size_t n, ae_train_result *r)
+train_conv_threads (uint64_t seed, const float *x, size_t n, ae_train_result *r, int threads,
+                    const char *spec)
 {
   ae_dataset d = { x, NULL, n, 1, 8, 8 };
-  ae_model *m = ae_model_new ("conv:4:3:2:1,bn:lrelu,conv:4:3:2:1:lrelu,deconv:4:4:2:1,bn:lrelu,"
-                              "deconv:1:4:2:1:sigmoid", 1, 8, 8, seed, NULL);
+  ae_model *m = ae_model_new (spec, 1, 8, 8, seed, NULL);
   ae_train_opts o;
   ae_train_opts_init (&o);
   o.epochs = 3;
@@ -149,8 +149,51 @@ train_conv (uint64_t seed, const float *x, size_t n, ae_train_result *r)
   o.seed = seed;
   o.noise_max = 0.1f;
   o.augment_flip = 1;
+  o.threads = threads;
   ae_train (m, &d, &o, r, NULL);
   return m;
+}
+
+#define BN_SPEC "conv:4:3:2:1,bn:lrelu,conv:4:3:2:1:lrelu,deconv:4:4:2:1,bn:lrelu,deconv:1:4:2:1:sigmoid"
+
+static ae_model *
+train_conv (uint64_t seed, const float *x, size_t n, ae_train_result *r)
+{
+  return train_conv_threads (seed, x, n, r, 1, BN_SPEC);
+}
+
+static double
+max_param_diff (const ae_model *a, const ae_model *b)
+{
+  double d = 0;
+  for (size_t i = 0; i < a->nparams; i++)
+    d = fmax (d, fabs (a->params[i] - b->params[i]));
+  return d;
+}
+
+/* Worker threads split each batch; the result must not depend on thread
+ * scheduling, and without batch norm it is the one-thread result up to
+ * summation order. */
+static void
+test_worker_threads (void)
+{
+  float *x = make_blobs (100, 8, 8, 3);
+  const char *plain = "conv:4:3:2:1:lrelu,conv:4:3:2:1:lrelu,deconv:4:4:2:1:lrelu,"
+                      "deconv:1:4:2:1:sigmoid";
+  ae_model *a = train_conv_threads (42, x, 100, NULL, 3, BN_SPEC);
+  ae_model *b = train_conv_threads (42, x, 100, NULL, 3, BN_SPEC);
+  CHECK (memcmp (a->params, b->params, a->nparams * sizeof (float)) == 0
+         && memcmp (a->stats, b->stats, a->nstats * sizeof (float)) == 0,
+         "3 worker threads: same seed, same model");
+  ae_model *one = train_conv_threads (42, x, 100, NULL, 1, plain);
+  ae_model *two = train_conv_threads (42, x, 100, NULL, 2, plain);
+  double diff = max_param_diff (one, two);
+  CHECK (diff < 1e-3, "2 workers match 1 worker without batch norm (max diff %.2g)", diff);
+  ae_model_free (a);
+  ae_model_free (b);
+  ae_model_free (one);
+  ae_model_free (two);
+  free (x);
 }
 
 static void
@@ -274,6 +317,18 @@ test_options_and_cancel (void)
   o.on_epoch = stop_now;
   CHECK (ae_train (m, &d, &o, &r, &err) == AE_OK && r.epochs_run == 1,
          "callback stops after epoch 1");
+  o.on_epoch = NULL;
+  o.crop_width = 9;
+  o.crop_height = 4;
+  CHECK (ae_train (m, &d, &o, &r, &err) == AE_E_ARG, "crop wider than frames: %s", err.message);
+  ae_model *fc = ae_model_new ("conv:4:3:2:1:lrelu,deconv:1:4:2:1:sigmoid", 1, 4, 6, 1, NULL);
+  o.crop_width = 6;
+  o.crop_height = 4;
+  o.epochs = 2;
+  CHECK (ae_train (fc, &d, &o, &r, &err) == AE_OK, "trains on 6x4 crops of 8x8 frames");
+  o.repeat = 0;
+  CHECK (ae_train (fc, &d, &o, &r, &err) == AE_E_ARG, "repeat 0 rejected: %s", err.message);
+  ae_model_free (fc);
   volatile int cancel = 1;
   ae_train_opts_init (&o);
   o.cancel = &cancel;
@@ -359,6 +414,61 @@ test_denoising (void)
   free (test);
 }
 
+static double
+weight_norm (const ae_model *m)
+{
+  double s = 0;
+  for (int i = 0; i < m->nlayers; i++)
+    for (size_t j = 0; j < m->layers[i].w_n; j++)
+      s += (double) m->params[m->layers[i].w_off + j] * m->params[m->layers[i].w_off + j];
+  return sqrt (s);
+}
+
+/* Weight decay shrinks weights; a clipped SGD step moves the parameters by
+ * at most lr * clip_norm. */
+static void
+test_regularisation (void)
+{
+  float *x = make_blobs (64, 8, 8, 4);
+  ae_dataset d = { x, NULL, 64, 1, 8, 8 };
+  const char *spec = "dense:16:tanh,dense:64:sigmoid:1x8x8";
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = 30;
+  o.batch = 16;
+  o.optimizer = AE_OPT_SGD;
+  o.lr = 0.1f;
+  o.val_split = 0.0f;
+  ae_model *plain = ae_model_new (spec, 1, 8, 8, 1, NULL), *decayed = ae_model_new (spec, 1, 8, 8, 1, NULL);
+  ae_train (plain, &d, &o, NULL, NULL);
+  o.weight_decay = 0.5f;
+  ae_train (decayed, &d, &o, NULL, NULL);
+  CHECK (weight_norm (decayed) < 0.7 * weight_norm (plain), "weight decay: |W| %.3f vs %.3f",
+         weight_norm (decayed), weight_norm (plain));
+
+  ae_model *m = ae_model_new (spec, 1, 8, 8, 1, NULL);
+  float *before = malloc (m->nparams * sizeof *before);
+  memcpy (before, m->params, m->nparams * sizeof *before);
+  ae_train_opts_init (&o);
+  o.epochs = 1;
+  o.batch = 64;
+  o.val_split = 0.0f;
+  o.optimizer = AE_OPT_SGD;
+  o.lr = 1.0f;
+  o.clip_norm = 1e-3f;
+  ae_train (m, &d, &o, NULL, NULL);
+  double moved = 0;
+  for (size_t i = 0; i < m->nparams; i++)
+    moved += (double) (m->params[i] - before[i]) * (m->params[i] - before[i]);
+  moved = sqrt (moved);
+  CHECK (moved > 0 && moved <= 1e-3 * 1.0001, "clipped SGD step moves %.3g <= 1e-3", moved);
+  free (before);
+  ae_model_free (m);
+  ae_model_free (plain);
+  ae_model_free (decayed);
+  free (x);
+}
+
 int
 main (void)
 {
@@ -372,6 +482,8 @@ main (void)
                 0.01f);
   test_pca ();
   test_determinism ();
+  test_worker_threads ();
+  test_regularisation ();
   test_early_stopping ();
   test_options_and_cancel ();
   test_denoising ();

@@ -7,6 +7,7 @@
 #include <ae.h>
 
 #include <glib.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -289,6 +290,9 @@ main (int argc, char **argv)
   GError *error = NULL;
   int rc = 0;
 
+  /* Localised messages, but numbers always formatted the C way. */
+  setlocale (LC_ALL, "");
+  setlocale (LC_NUMERIC, "C");
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
     fprintf (stderr, "ae-info: %s\n", error->message);

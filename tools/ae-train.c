@@ -9,6 +9,7 @@
 #include <ae.h>
 
 #include <errno.h>
+#include <locale.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -39,17 +40,19 @@ static const char *const task_names[] = { "denoise", "anomaly", "encode" };
 
 typedef struct {
   /* As given on the command line (NULL when absent). */
-  gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s;
-  gint channels, latent, epochs, batch, threads;
+  gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s, *crop_s;
+  gint channels, latent, epochs, batch, threads, repeat;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate;
-  gboolean quiet;
+  gboolean quiet, flip;
   gchar **rest;
+  gchar **meta; /* --meta KEY=VALUE, kept as given */
 
   /* Derived by validate_options (). */
   task_kind task;
   ae_loss loss;
   int width, height; /* 0 = the source's size */
+  int crop_w, crop_h; /* 0 = train on whole frames */
   double noise_min, noise_max; /* pixel units, 0..255 */
 } options;
 
@@ -61,6 +64,7 @@ options_init (options *o)
   o->latent = 32;
   o->epochs = 20;
   o->batch = 64;
+  o->repeat = 1;
   o->seed = 1;
   o->lr = 1e-3;
   o->val_split = 0.1;
@@ -76,6 +80,8 @@ options_clear (options *o)
   g_free (o->pipeline);
   g_free (o->arch);
   g_free (o->size_s);
+  g_free (o->crop_s);
+  g_strfreev (o->meta);
   g_free (o->loss_s);
   g_free (o->noise_s);
   g_strfreev (o->rest);
@@ -119,19 +125,33 @@ parse_int (const char *s, int min, int max, int *out)
   return TRUE;
 }
 
+/* "WxH" into *w, *h; NULL leaves them 0. */
+static gboolean
+parse_wxh (const char *option, const char *value, int *w, int *h)
+{
+  if (!value)
+    return TRUE;
+  gchar **parts = g_strsplit (value, "x", -1);
+  gboolean ok = g_strv_length (parts) == 2 && parse_int (parts[0], 1, MAX_SIDE, w) &&
+                parse_int (parts[1], 1, MAX_SIDE, h);
+  g_strfreev (parts);
+  if (!ok)
+    complain ("bad %s '%s': expected WxH with sides from 1 to %d, e.g. 64x64", option, value,
+              MAX_SIDE);
+  return ok;
+}
+
 static gboolean
 parse_size (options *o)
 {
-  if (!o->size_s)
-    return TRUE;
-  gchar **parts = g_strsplit (o->size_s, "x", -1);
-  gboolean ok = g_strv_length (parts) == 2 && parse_int (parts[0], 1, MAX_SIDE, &o->width) &&
-                parse_int (parts[1], 1, MAX_SIDE, &o->height);
-  g_strfreev (parts);
-  if (!ok)
-    complain ("bad --size '%s': expected WxH with sides from 1 to %d, e.g. 64x64", o->size_s,
-              MAX_SIDE);
-  return ok;
+  if (!parse_wxh ("--size", o->size_s, &o->width, &o->height)
+      || !parse_wxh ("--crop", o->crop_s, &o->crop_w, &o->crop_h))
+    return FALSE;
+  if (o->crop_w && o->width && (o->crop_w > o->width || o->crop_h > o->height)) {
+    complain ("--crop %s is larger than --size %s", o->crop_s, o->size_s);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 static gboolean
@@ -206,14 +226,16 @@ check_numbers (const options *o)
     complain ("--epochs must be at least 1, got %d", o->epochs);
   else if (o->batch < 1)
     complain ("--batch must be at least 1, got %d", o->batch);
+  else if (o->repeat < 1 || o->repeat > 100000)
+    complain ("--repeat must be from 1 to 100000, got %d", o->repeat);
   else if (!(o->lr > 0) || !isfinite (o->lr))
     complain ("--lr must be a positive number, got %g", o->lr);
   else if (!(o->val_split >= 0 && o->val_split < 1))
     complain ("--val-split must be in [0, 1), got %g", o->val_split);
   else if (o->seed < 0)
     complain ("--seed must not be negative, got %" G_GINT64_FORMAT, o->seed);
-  else if (o->threads < 0)
-    complain ("--threads must be at least 1, got %d", o->threads);
+  else if (o->threads < 0 || o->threads > 256)
+    complain ("--threads must be from 1 to 256, got %d", o->threads);
   else if (o->max_frames < 0)
     complain ("--max-frames must not be negative (0 = all), got %" G_GINT64_FORMAT,
               o->max_frames);
@@ -224,11 +246,29 @@ check_numbers (const options *o)
   return FALSE;
 }
 
+/* --meta KEY=VALUE: a dotted key libae accepts, not one of its own. */
+static gboolean
+check_meta (const options *o)
+{
+  for (gchar **kv = o->meta; kv && *kv; kv++) {
+    const char *eq = strchr (*kv, '=');
+    gboolean ok = eq && eq > *kv && !g_str_has_prefix (*kv, "arch.");
+    for (const char *c = *kv; ok && c < eq; c++)
+      ok = *c > ' ' && *c <= '~';
+    if (!ok) {
+      complain ("bad --meta '%s': expected KEY=VALUE with a printable key not starting 'arch.'",
+                *kv);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 static gboolean
 validate_options (options *o)
 {
   if (!parse_task (o) || !check_source (o) || !check_numbers (o) || !parse_size (o) ||
-      !parse_loss (o) || !parse_noise (o))
+      !parse_loss (o) || !parse_noise (o) || !check_meta (o))
     return FALSE;
   if (o->arch && !*o->arch) {
     complain ("empty --arch");
@@ -263,18 +303,27 @@ parse_options (options *o, int argc, char **argv)
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->lr, "Learning rate, default 1e-3", "X" },
     { "loss", 0, 0, G_OPTION_ARG_STRING, &o->loss_s, "mse, l1, bce or ssim, default mse",
       "LOSS" },
+    { "crop", 0, 0, G_OPTION_ARG_STRING, &o->crop_s,
+      "Train on random WxH crops of the frames (fully convolutional models)", "WxH" },
+    { "flip", 0, 0, G_OPTION_ARG_NONE, &o->flip, "Random horizontal flips while training",
+      NULL },
+    { "repeat", 0, 0, G_OPTION_ARG_INT, &o->repeat,
+      "Passes over the frames per epoch (new crops, flips and noise each pass), default 1", "N" },
     { "noise", 0, 0, G_OPTION_ARG_STRING, &o->noise_s,
       "Input noise sigma range in pixel units (default 0:0; 0:50 for denoise)", "SMIN:SMAX" },
     { "val-split", 0, 0, G_OPTION_ARG_DOUBLE, &o->val_split,
       "Fraction held out for validation, default 0.1", "F" },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Random seed, default 1", "N" },
-    { "threads", 0, 0, G_OPTION_ARG_INT, &o->threads, "OpenBLAS threads (default: all cores)",
+    { "threads", 0, 0, G_OPTION_ARG_INT, &o->threads,
+      "Training threads, each on a shard of every batch (default: all cores)",
       "N" },
     { "max-frames", 0, 0, G_OPTION_ARG_INT64, &o->max_frames,
       "Stop reading after N frames (default: all)", "N" },
     { "calibrate", 0, 0, G_OPTION_ARG_DOUBLE, &o->calibrate,
       "Anomaly threshold percentile of validation scores, default 99.5", "P" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "Print nothing but errors", NULL },
+    { "meta", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->meta,
+      "Extra string metadata stored in the model (repeatable), e.g. provenance", "KEY=VALUE" },
     { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->rest, NULL, NULL },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };
@@ -395,9 +444,9 @@ is_preset (const char *arch)
 /* Exit status for a libae failure: bad specs and sizes are the user's to
  * fix on the command line. */
 static int
-exit_for (const ae_error *err)
+exit_for (ae_status st)
 {
-  return err->status == AE_E_ARG || err->status == AE_E_SHAPE ? EXIT_USAGE : EXIT_FAILURE;
+  return st == AE_E_ARG || st == AE_E_SHAPE ? EXIT_USAGE : EXIT_FAILURE;
 }
 
 /* A preset or a layer spec, built for c x h x w. Returns 0 or an exit code. */
@@ -408,19 +457,19 @@ build_model (const options *o, int c, int h, int w, ae_model **out)
   char spec[SPEC_MAX];
   const char *s = o->arch;
 
+  ae_status st = AE_OK;
   if (is_preset (o->arch)) {
-    if (ae_arch_preset (o->arch, c, h, w, o->latent, spec, sizeof spec, &err) != AE_OK) {
-      complain ("--arch %s at %dx%d: %s", o->arch, w, h, err.message);
-      return exit_for (&err);
-    }
+    st = ae_arch_preset (o->arch, c, h, w, o->latent, spec, sizeof spec, &err);
     s = spec;
   }
-  *out = ae_model_new (s, c, h, w, (uint64_t) o->seed, &err);
-  if (!*out) {
-    complain ("--arch %s at %dx%d: %s", o->arch, w, h, err.message);
-    return exit_for (&err);
-  }
-  return 0;
+  if (st == AE_OK && !(*out = ae_model_new (s, c, h, w, (uint64_t) o->seed, &err)))
+    st = err.status != AE_OK ? err.status : AE_E_ARG;
+  if (st == AE_OK)
+    return 0;
+  /* The size came from the source; say how to pick another one. */
+  complain ("--arch %s at %dx%d: %s%s", o->arch, w, h, err.message,
+            st == AE_E_SHAPE && !o->size_s ? " (scale the frames with --size WxH)" : "");
+  return exit_for (st);
 }
 
 /* ---- Training -------------------------------------------------------------------- */
@@ -473,6 +522,11 @@ train_network (const options *o, ae_model *model, const ae_dataset *data,
   opts.noise_min = (float) (o->noise_min / 255.0);
   opts.noise_max = (float) (o->noise_max / 255.0);
   opts.seed = (uint64_t) o->seed;
+  opts.crop_width = o->crop_w;
+  opts.crop_height = o->crop_h;
+  opts.augment_flip = o->flip;
+  opts.repeat = o->repeat;
+  opts.threads = o->threads > 0 ? o->threads : (int) sysconf (_SC_NPROCESSORS_ONLN);
   opts.cancel = &cancel_now;
   opts.on_epoch = on_epoch;
   opts.user = &p;
@@ -487,7 +541,7 @@ train_network (const options *o, ae_model *model, const ae_dataset *data,
   }
   if (st != AE_OK) {
     complain ("training failed: %s", err.message);
-    return exit_for (&err);
+    return exit_for (err.status);
   }
   if (stop_requested && !o->quiet)
     printf ("stopped on request after epoch %d; keeping the best weights\n",
@@ -538,7 +592,7 @@ fit_pca (const options *o, const ae_dataset *data, ae_model **model, ae_train_re
   ae_session *s = *model ? ae_session_new (*model, 1, data->height, data->width, &err) : NULL;
   if (!s) {
     complain ("--arch pca: %s", err.message);
-    rc = exit_for (&err);
+    rc = exit_for (err.status);
   } else {
     memset (result, 0, sizeof *result);
     result->final_train_loss = reconstruction_mse (s, &train, NULL, ntrain);
@@ -694,6 +748,11 @@ put_train_meta (meta_writer *w, const options *o, const run_info *run)
   put_float (w, "train.lr", o->lr);
   put_int (w, "train.batch", o->batch);
   put_str (w, "train.noise", noise);
+  if (o->crop_w)
+    put_str (w, "train.crop", o->crop_s);
+  put_int (w, "train.flip", o->flip);
+  put_int (w, "train.repeat", o->repeat);
+  put_int (w, "train.threads", o->threads > 0 ? o->threads : sysconf (_SC_NPROCESSORS_ONLN));
   put_float (w, "train.val_split", o->val_split);
   put_float (w, "train.final_train_loss", run->result.final_train_loss);
   /* -1 when there was no validation set, as libae reports it. */
@@ -727,6 +786,11 @@ write_metadata (ae_model *m, const options *o, const run_info *run)
   put_train_meta (&w, o, run);
   if (run->calibrated)
     put_anomaly_meta (&w, o, &run->cal);
+  for (gchar **kv = o->meta; kv && *kv && w.st == AE_OK; kv++) {
+    gchar **parts = g_strsplit (*kv, "=", 2);
+    put_str (&w, parts[0], parts[1]);
+    g_strfreev (parts);
+  }
   if (w.st != AE_OK) {
     complain ("cannot set model metadata: %s", ae_status_name (w.st));
     return EXIT_FAILURE;
@@ -736,6 +800,12 @@ write_metadata (ae_model *m, const options *o, const run_info *run)
 
 /* ---- Reporting ----------------------------------------------------------------------- */
 
+static const char *
+plural (size_t n)
+{
+  return n == 1 ? "" : "s";
+}
+
 static void
 print_summary (const options *o, const ae_model *m, const run_info *run)
 {
@@ -744,22 +814,23 @@ print_summary (const options *o, const ae_model *m, const run_info *run)
   if (o->quiet)
     return;
   if (run->is_pca)
-    printf ("fitted pca (%d components) on %zu frames in %.1f s: train mse %.6f", o->latent,
-            r->train_count, run->seconds, r->final_train_loss);
+    printf ("fitted pca (%d components) on %zu frame%s in %.1f s: train mse %.6f", o->latent,
+            r->train_count, plural (r->train_count), run->seconds, r->final_train_loss);
   else
-    printf ("trained %d epoch%s (best %d) on %zu frames in %.1f s: train loss %.6f",
-            r->epochs_run, r->epochs_run == 1 ? "" : "s", r->best_epoch, r->train_count,
-            r->seconds, r->final_train_loss);
+    printf ("trained %d epoch%s (best %d) on %zu frame%s in %.1f s: train loss %.6f",
+            r->epochs_run, plural ((size_t) r->epochs_run), r->best_epoch, r->train_count,
+            plural (r->train_count), r->seconds, r->final_train_loss);
   if (r->val_count)
-    printf (", val loss %.6f on %zu frames\n", r->final_val_loss, r->val_count);
+    printf (", val %s %.6f on %zu frame%s\n", run->is_pca ? "mse" : "loss", r->final_val_loss,
+            r->val_count, plural (r->val_count));
   else
     printf (", no validation set\n");
   if (run->calibrated)
-    printf ("anomaly threshold %.6g: percentile %g of the %s scores of %zu %s frames "
+    printf ("anomaly threshold %.6g: percentile %g of the %s scores of %zu %s frame%s%s "
             "(mean %.6g, max %.6g)\n", run->cal.threshold, run->cal.percentile,
             o->loss == AE_LOSS_SSIM ? "mean-ssim" : "mean-mse", run->cal.count,
-            run->cal.on_training ? "training (no validation split)" : "validation",
-            run->cal.mean, run->cal.max);
+            run->cal.on_training ? "training" : "validation", plural (run->cal.count),
+            run->cal.on_training ? " (no validation split)" : "", run->cal.mean, run->cal.max);
   printf ("wrote %s (%s, %dx%d %s, latent %zu, %zu parameters)\n", o->output, o->arch, f->width,
           f->height, f->channels == 1 ? "gray" : "RGB",
           ae_model_latent_size (m, f->height, f->width), ae_model_param_count (m));
@@ -807,7 +878,17 @@ fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info 
   if (run->is_pca) {
     rc = fit_pca (o, data, model, &run->result);
   } else {
-    rc = *model ? 0 : build_model (o, data->channels, data->height, data->width, model);
+    rc = *model ? 0 : build_model (o, data->channels, o->crop_h ? o->crop_h : data->height,
+                                   o->crop_w ? o->crop_w : data->width, model);
+    if (rc == 0 && o->crop_w && !ae_model_is_fully_convolutional (*model)) {
+      complain ("--crop needs a fully convolutional --arch (no dense layer), not %s", o->arch);
+      rc = EXIT_USAGE;
+    }
+    if (rc == 0 && o->crop_w && (o->crop_w > data->width || o->crop_h > data->height)) {
+      complain ("--crop %dx%d is larger than the %dx%d frames", o->crop_w, o->crop_h,
+                data->width, data->height);
+      rc = EXIT_USAGE;
+    }
     if (rc == 0)
       rc = train_network (o, *model, data, &run->result);
   }
@@ -826,11 +907,13 @@ run (const options *o)
   info.date = training_date ();
   if (!info.date)
     return EXIT_USAGE;
-  if (o->threads > 0)
-    ae_set_blas_threads (o->threads);
+  /* Workers on shards of the batch beat OpenBLAS splitting small GEMMs,
+   * so every worker runs single-threaded BLAS (docs/architecture.md). */
+  ae_set_blas_threads (1);
   /* With the size known, a bad --arch fails before any decoding. */
   if (o->width > 0 && strcmp (o->arch, "pca") != 0)
-    rc = build_model (o, o->channels, o->height, o->width, &model);
+    rc = build_model (o, o->channels, o->crop_h ? o->crop_h : o->height,
+                      o->crop_w ? o->crop_w : o->width, &model);
   if (rc == 0)
     rc = load_frames (o, &frames);
   if (rc == 0) {
@@ -866,6 +949,10 @@ main (int argc, char **argv)
   options o;
   int rc;
 
+  /* The user's locale for messages and their encoding, but C number
+   * formatting: metadata and messages must read "0.5", never "0,5". */
+  setlocale (LC_ALL, "");
+  setlocale (LC_NUMERIC, "C");
   options_init (&o);
   if (!parse_options (&o, argc, argv))
     rc = EXIT_USAGE;

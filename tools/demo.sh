@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 ninja -C build >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-gzip -dc /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
-  | tail -c +17 | head -c $((600 * 784)) >"$work/frames.gray8"
+# head closes the pipe early on purpose; the size check below is what counts.
+(gzip -dc /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
+  | tail -c +17 | head -c $((600 * 784)) >"$work/frames.gray8") || true
+[ "$(stat -c %s "$work/frames.gray8")" -eq $((600 * 784)) ] || { echo "cannot read Fashion-MNIST" >&2; exit 1; }
 build/tools/ae-train --task anomaly --arch conv --latent 16 --epochs 10 \
   --pipeline "filesrc location=$work/frames.gray8 ! rawvideoparse format=gray8 width=28 height=28 framerate=30/1" \
   --output "$work/demo.aem"

@@ -8,7 +8,7 @@ packages=(
   libopenblas-dev liblapacke-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  dataset-fashion-mnist python3 valgrind
+  dataset-fashion-mnist python3 python3-gi gir1.2-gstreamer-1.0 valgrind
 )
 # Extra packages for the benchmarks (tests/bench), on request.
 if [ "${1:-}" = "--bench" ]; then
