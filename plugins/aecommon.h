@@ -1,0 +1,83 @@
+/* Shared adaptation between GStreamer and libae for the autoencoder
+ * plugin: model loading (file or embedded default), hot-swapping a model
+ * between two frames, and reading/writing video frames as float planes. */
+#ifndef GST_AE_COMMON_H
+#define GST_AE_COMMON_H
+
+#include <ae.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+
+G_BEGIN_DECLS
+
+#define GST_AE_RESOURCE_PREFIX "/org/freedesktop/gstreamer/autoencoder/"
+
+/* Loads `location` or, when it is NULL or empty, the embedded model named
+ * `resource` (a file under plugins/models/). */
+ae_model *gst_ae_model_load (const gchar *location, const gchar *resource, GError **error);
+
+/* "what" for messages: the file's path or "embedded default NAME". */
+gchar *gst_ae_model_origin (const gchar *location, const gchar *resource);
+
+/* Does `model` fit the element's current stream? Called off the streaming
+ * thread for hot-swaps, so it must only read state under the object lock. */
+typedef gboolean (*GstAeModelCheck) (GstElement *element, const ae_model *model,
+                                     GError **error);
+
+/* A model that the `model` property can replace while PLAYING. The
+ * streaming thread owns `active`; a loader thread fills `pending`, which the
+ * streaming thread adopts before its next frame (gst_ae_model_slot_swap). */
+typedef struct {
+  GMutex lock;
+  ae_model *active;
+  ae_model *pending;
+  gchar *location;   /* the `model` property */
+  guint request;     /* increases with every property change */
+  GThread *loader;
+  const gchar *resource;
+  GstAeModelCheck check;
+} GstAeModelSlot;
+
+void gst_ae_model_slot_init (GstAeModelSlot *slot, const gchar *resource, GstAeModelCheck check);
+void gst_ae_model_slot_clear (GstAeModelSlot *slot);
+/* The property: getter returns a copy. */
+gchar *gst_ae_model_slot_dup_location (GstAeModelSlot *slot);
+/* Sets the property. When `running`, loads in a thread and posts a
+ * WARNING if the file does not load or fit; the old model stays. */
+void gst_ae_model_slot_set_location (GstAeModelSlot *slot, GstElement *element,
+                                     const gchar *location, gboolean running);
+/* Loads synchronously (start of stream). On failure posts nothing itself:
+ * the caller raises GST_ELEMENT_ERROR with the message. */
+gboolean gst_ae_model_slot_load (GstAeModelSlot *slot, GstElement *element, GError **error);
+/* Streaming thread: adopts a pending model. When the active model
+ * changed, *changed is TRUE and the previous model is returned: the caller
+ * frees its sessions on it first, then the model (sessions point to it). */
+ae_model *gst_ae_model_slot_swap (GstAeModelSlot *slot, gboolean *changed);
+/* Streaming thread at stop: drops the active model (and any pending one). */
+void gst_ae_model_slot_unload (GstAeModelSlot *slot);
+
+/* ---- Frames as float planes in [0,1] -------------------------------------------- */
+
+/* Luma (GRAY8 and YUV: the Y plane; RGB: BT.601 luma) into w*h floats. */
+void gst_ae_frame_read_luma (const GstVideoFrame *frame, float *dst);
+/* Adds (new - old) luma to every pixel: YUV writes Y, RGB adds the same
+ * delta to R, G and B, which leaves BT.601 chroma unchanged. Alpha and
+ * chroma planes are untouched. `blend` in [0,1] mixes new with old. */
+void gst_ae_frame_write_luma (GstVideoFrame *frame, const float *old_luma, const float *new_luma,
+                              float blend);
+/* Planar RGB (3*w*h floats): RGB formats directly, YUV via BT.601
+ * (chroma upsampled by replication), GRAY8 replicated. */
+void gst_ae_frame_read_rgb (const GstVideoFrame *frame, float *dst);
+/* Reads `channels` (1: luma, 3: RGB) planes. */
+void gst_ae_frame_read (const GstVideoFrame *frame, int channels, float *dst);
+
+/* Area-average (down) or bilinear (up) resampling of `channels` planes. */
+void gst_ae_resample (const float *src, int sw, int sh, float *dst, int dw, int dh, int channels);
+
+/* Formats every element accepts (a caps string list). */
+#define GST_AE_VIDEO_FORMATS \
+  "{ GRAY8, I420, YV12, NV12, Y444, RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA }"
+
+G_END_DECLS
+
+#endif /* GST_AE_COMMON_H */

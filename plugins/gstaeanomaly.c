@@ -1,0 +1,1828 @@
+/* aeanomaly: anomaly detection from an autoencoder's reconstruction error.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+/**
+ * SECTION:element-aeanomaly
+ * @title: aeanomaly
+ *
+ * Scores every frame (or every #GstAeAnomaly:interval-th frame) by how badly
+ * an autoencoder trained on normal footage reconstructs it. Higher scores are
+ * more anomalous; a frame is anomalous when its score exceeds the threshold,
+ * by default the one `ae-train --task anomaly` calibrated on held-out normal
+ * frames (metadata `anomaly.threshold`).
+ *
+ * For each analysed frame the element attaches a GstCustomMeta named
+ * "AeAnomalyMeta" (score, threshold, anomalous, frame, regions), one
+ * #GstVideoRegionOfInterestMeta of type "anomaly" per region, posts an
+ * element message "aeanomaly" and, when a defect starts or ends,
+ * "aeanomaly-begin" / "aeanomaly-end". With #GstAeAnomaly:events-location
+ * it also writes one JSON Lines record per analysed frame.
+ *
+ * Without a #GstAeAnomaly:model the element learns online: it collects the
+ * first #GstAeAnomaly:learn-frames frames, trains a small fully
+ * convolutional model in a background thread while frames keep flowing,
+ * calibrates a threshold and starts detecting (message "aeanomaly-learned").
+ *
+ * Regions: the per-pixel error map is smoothed with a 5x5 box; pixels above
+ * the pixel threshold (#GstAeAnomaly:pixel-threshold, by default 4 times the
+ * frame threshold) form 8-connected regions; regions smaller than
+ * #GstAeAnomaly:min-region-area are dropped, at most 32 (the highest
+ * scoring) are reported, in full-frame coordinates.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 v4l2src ! videoconvert ! aeanomaly model=parts.aem output=overlay \
+ *     events-location=events.jsonl ! videoconvert ! autovideosink
+ * ]| Marks defects on a camera feed and logs every frame's score.
+ * |[
+ * gst-launch-1.0 -m filesrc location=line.mp4 ! decodebin ! videoconvert ! \
+ *     aeanomaly learn-frames=200 save-model=line.aem roi=100,50,320,240 ! fakesink
+ * ]| Learns what the first 200 frames look like inside the ROI, saves the
+ * model, then reports anomalies on the bus.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstaeanomaly.h"
+
+#include "aecommon.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
+#define GST_CAT_DEFAULT gst_ae_anomaly_debug
+
+#define DEFAULT_THRESHOLD (-1.0)
+#define DEFAULT_PIXEL_THRESHOLD (-1.0)
+#define DEFAULT_INTERVAL 1
+#define DEFAULT_OUTPUT GST_AE_ANOMALY_OUTPUT_PASSTHROUGH
+#define DEFAULT_MIN_REGION_AREA 16
+#define DEFAULT_POST_MESSAGES TRUE
+#define DEFAULT_EVENT_FRAMES 1
+#define DEFAULT_EVENT_GAP 1
+#define DEFAULT_LEARN_FRAMES 100
+
+/* Unset pixel-threshold: normal pixels scatter around the frame threshold
+ * (a mean), so a region must stand well above it. */
+#define PIXEL_THRESHOLD_FACTOR 4.0
+#define SMOOTH_RADIUS 2 /* 5x5 box */
+#define DEFAULT_SSIM_WINDOW 7
+
+/* Online learning. The fconv preset has three stride-2 convolutions. Random
+ * crops keep the cost per sample independent of the frame size, so about
+ * 3000 crops train in seconds even for large frames on 2 cores. */
+#define LEARN_MULTIPLE 8
+#define LEARN_CROP 64
+#define LEARN_EPOCHS 10
+#define LEARN_SAMPLES_PER_EPOCH 300
+#define LEARN_BATCH 16
+#define LEARN_LR 2e-3f
+#define LEARN_VAL_SPLIT 0.1f
+#define LEARN_LATENT 16
+#define LEARN_PERCENTILE 99.5
+#define LEARN_SEED 1
+#define LEARN_MAX_BYTES ((gsize) 512 << 20)
+
+enum
+{
+  PROP_0,
+  PROP_MODEL,
+  PROP_THRESHOLD,
+  PROP_PIXEL_THRESHOLD,
+  PROP_INTERVAL,
+  PROP_ROI,
+  PROP_OUTPUT,
+  PROP_MIN_REGION_AREA,
+  PROP_POST_MESSAGES,
+  PROP_EVENTS_LOCATION,
+  PROP_EVENT_FRAMES,
+  PROP_EVENT_GAP,
+  PROP_LEARN_FRAMES,
+  PROP_SAVE_MODEL,
+};
+
+typedef struct
+{
+  gint x, y, w, h, area;
+  gdouble score; /* peak of the smoothed map inside */
+} GstAeRegion;
+
+/* The result of the last analysed frame; skipped frames carry it. */
+typedef struct
+{
+  gboolean valid;
+  guint64 frame;
+  gdouble score, threshold, pixel_threshold;
+  gboolean anomalous;
+  guint n_regions;
+  GstAeRegion regions[GST_AE_ANOMALY_MAX_REGIONS];
+} GstAeResult;
+
+/* Where a buffer sits in time, for messages. */
+typedef struct
+{
+  guint64 frame;
+  GstClockTime pts, duration, stream_time, running_time;
+} GstAeMark;
+
+/* How frames map onto the network input. */
+typedef struct
+{
+  gint fw, fh;           /* frame */
+  GstVideoRectangle roi; /* analysed rectangle, frame coordinates */
+  gint channels;
+  gint aw, ah;       /* network input */
+  gboolean resample; /* fixed-size model: the roi is scaled to aw x ah */
+} GstAeShape;
+
+/* Work buffers for one shape: allocated on caps or model changes only. */
+typedef struct
+{
+  float *frame;   /* channels x fw x fh */
+  float *crop;    /* channels x rw x rh (resampling only) */
+  float *input;   /* channels x aw x ah */
+  float *map_a;   /* aw x ah, the raw map at the network's size */
+  float *map;     /* rw x rh, raw */
+  float *smooth;  /* rw x rh */
+  float *tmp;     /* rw x rh, first pass of the box filter */
+  float *colsum;  /* rw */
+  float *scratch; /* error map and score scratch */
+  guint8 *visited;
+  gint32 *stack;
+} GstAeBuffers;
+
+/* Properties as one frame sees them. */
+typedef struct
+{
+  gdouble threshold, pixel_threshold; /* in force */
+  guint interval, min_area, event_frames, event_gap;
+  GstAeAnomalyOutput output;
+  gboolean post_messages;
+} GstAeSettings;
+
+typedef enum
+{
+  LEARN_NONE,
+  LEARN_COLLECT,
+  LEARN_TRAIN,
+} GstAeLearnState;
+
+struct _GstAeAnomaly
+{
+  GstVideoFilter parent;
+
+  GstAeModelSlot slot;
+
+  /* Properties (object lock). */
+  gdouble threshold, pixel_threshold;
+  guint interval, min_region_area, event_frames, event_gap;
+  gint learn_frames;
+  GstAeAnomalyOutput output;
+  gboolean post_messages;
+  gchar *events_location, *save_model, *roi_str;
+  gboolean roi_set, roi_changed;
+  GstVideoRectangle roi_prop;
+  /* Shared with getters and the hot-swap check (object lock). */
+  gdouble model_threshold; /* NaN: none */
+  gboolean running, have_caps;
+  gint caps_rw, caps_rh;
+
+  /* Streaming thread. */
+  GstAeShape shape;
+  GstAeBuffers buf;
+  ae_session *session;
+  ae_loss loss;
+  gint ssim_window;
+  guint64 next_frame, frame_index, since_model;
+  GstAeResult result;
+  gboolean in_event;
+  guint run_above, run_below;
+  GstAeMark run_start, gap_start, last_mark;
+  guint64 event_begin_frame;
+  gdouble event_peak;
+  FILE *events;
+
+  /* Online learning (streaming thread; the trainer owns its job). */
+  GstAeLearnState learn_state;
+  float *learn_x;
+  guint learn_count, learn_capacity;
+  GThread *trainer;
+  gint cancel;
+};
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK,
+    GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_AE_VIDEO_FORMATS)));
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC,
+    GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_AE_VIDEO_FORMATS)));
+
+#define gst_ae_anomaly_parent_class parent_class
+G_DEFINE_TYPE (GstAeAnomaly, gst_ae_anomaly, GST_TYPE_VIDEO_FILTER);
+GST_ELEMENT_REGISTER_DEFINE (aeanomaly, "aeanomaly", GST_RANK_NONE, GST_TYPE_AE_ANOMALY);
+
+GType
+gst_ae_anomaly_output_get_type (void)
+{
+  static gsize id = 0;
+  static const GEnumValue values[] = {
+    { GST_AE_ANOMALY_OUTPUT_PASSTHROUGH, "Frames unchanged", "passthrough" },
+    { GST_AE_ANOMALY_OUTPUT_OVERLAY, "Heat map blended in red, regions boxed", "overlay" },
+    { GST_AE_ANOMALY_OUTPUT_HEATMAP, "Frame replaced by the anomaly map (luma)", "heatmap" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&id))
+    g_once_init_leave (&id, g_enum_register_static ("GstAeAnomalyOutput", values));
+  return (GType) id;
+}
+
+/* Tagged "video" only, so GstVideoFilter subclasses downstream copy it. */
+static void
+register_meta (void)
+{
+  static gsize done = 0;
+  if (g_once_init_enter (&done)) {
+    static const gchar *tags[] = { GST_META_TAG_VIDEO_STR, NULL };
+    gst_meta_register_custom (GST_AE_ANOMALY_META_NAME, tags, NULL, NULL, NULL);
+    g_once_init_leave (&done, 1);
+  }
+}
+
+/* ---- Small helpers ------------------------------------------------------------------ */
+
+static gint
+round_up (gint v, gint k)
+{
+  return k > 1 ? (v + k - 1) / k * k : v;
+}
+
+static void
+mark_init (GstAeMark *m)
+{
+  m->frame = 0;
+  m->pts = m->duration = m->stream_time = m->running_time = GST_CLOCK_TIME_NONE;
+}
+
+static void
+make_mark (GstAeAnomaly *self, GstBuffer *buffer, GstAeMark *m)
+{
+  const GstSegment *seg = &GST_BASE_TRANSFORM (self)->segment;
+  mark_init (m);
+  m->frame = self->frame_index;
+  m->pts = GST_BUFFER_PTS (buffer);
+  m->duration = GST_BUFFER_DURATION (buffer);
+  if (seg->format == GST_FORMAT_TIME && GST_CLOCK_TIME_IS_VALID (m->pts)) {
+    m->stream_time = gst_segment_to_stream_time (seg, GST_FORMAT_TIME, m->pts);
+    m->running_time = gst_segment_to_running_time (seg, GST_FORMAT_TIME, m->pts);
+  }
+}
+
+static void
+read_settings (GstAeAnomaly *self, GstAeSettings *s)
+{
+  GST_OBJECT_LOCK (self);
+  /* NaN and negative values mean "unset". */
+  s->threshold = self->threshold >= 0 ? self->threshold : self->model_threshold;
+  s->pixel_threshold = self->pixel_threshold > 0 ? self->pixel_threshold
+                                                  : PIXEL_THRESHOLD_FACTOR * s->threshold;
+  s->interval = self->interval;
+  s->min_area = self->min_region_area;
+  s->event_frames = self->event_frames;
+  s->event_gap = self->event_gap;
+  s->output = self->output;
+  s->post_messages = self->post_messages;
+  GST_OBJECT_UNLOCK (self);
+  /* No threshold at all (property cleared on a model without one): no
+   * regions. A zero threshold flags everything; keep the heat map finite. */
+  if (isnan (s->pixel_threshold))
+    s->pixel_threshold = G_MAXFLOAT;
+  else if (!(s->pixel_threshold > 1e-12))
+    s->pixel_threshold = 1e-12;
+}
+
+/* "x,y,w,h" (or a serialised GstValueArray "<x, y, w, h>"); "" clears. */
+static gboolean
+parse_roi (const gchar *str, gboolean *set, GstVideoRectangle *r)
+{
+  gint64 v[4];
+  *set = FALSE;
+  gchar *s = g_strstrip (g_strdelimit (g_strdup (str ? str : ""), "<>", ' '));
+  if (!*s) {
+    g_free (s);
+    return TRUE;
+  }
+  gchar **parts = g_strsplit (s, ",", -1);
+  gboolean ok = g_strv_length (parts) == 4;
+  for (guint i = 0; ok && i < 4; i++)
+    ok = g_ascii_string_to_signed (g_strstrip (parts[i]), 10, i < 2 ? 0 : 1, G_MAXINT, &v[i],
+                                   NULL);
+  g_strfreev (parts);
+  g_free (s);
+  if (ok) {
+    *set = TRUE;
+    r->x = (gint) v[0];
+    r->y = (gint) v[1];
+    r->w = (gint) v[2];
+    r->h = (gint) v[3];
+  }
+  return ok;
+}
+
+/* ---- Shapes and buffers ----------------------------------------------------------------- */
+
+/* Fully convolutional models run on the roi padded up to their size
+ * multiple; dense ones on the roi scaled to their input size. */
+static void
+shape_for_model (const ae_model *m, gint rw, gint rh, GstAeShape *s)
+{
+  int c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  s->channels = c;
+  s->resample = !ae_model_is_fully_convolutional (m);
+  if (s->resample) {
+    s->aw = w;
+    s->ah = h;
+  } else {
+    s->aw = round_up (rw, ae_model_size_multiple (m));
+    s->ah = round_up (rh, ae_model_size_multiple (m));
+  }
+}
+
+/* Online learning collects luma at the size the learned model will run at. */
+static void
+shape_for_learning (gint rw, gint rh, GstAeShape *s)
+{
+  s->channels = 1;
+  s->resample = FALSE;
+  s->aw = round_up (rw, LEARN_MULTIPLE);
+  s->ah = round_up (rh, LEARN_MULTIPLE);
+}
+
+static void
+buffers_free (GstAeBuffers *b)
+{
+  g_free (b->frame);
+  g_free (b->crop);
+  g_free (b->input);
+  g_free (b->map_a);
+  g_free (b->map);
+  g_free (b->smooth);
+  g_free (b->tmp);
+  g_free (b->colsum);
+  g_free (b->scratch);
+  g_free (b->visited);
+  g_free (b->stack);
+  memset (b, 0, sizeof *b);
+}
+
+static void
+buffers_alloc (GstAeBuffers *b, const GstAeShape *s)
+{
+  gsize frame = (gsize) s->fw * s->fh, roi = (gsize) s->roi.w * s->roi.h;
+  gsize net = (gsize) s->aw * s->ah;
+  b->frame = g_new (float, s->channels * frame);
+  b->crop = s->resample ? g_new (float, s->channels * roi) : NULL;
+  b->input = g_new (float, s->channels * net);
+  b->map_a = g_new (float, net);
+  b->map = g_new0 (float, roi);
+  b->smooth = g_new0 (float, roi);
+  b->tmp = g_new (float, roi);
+  b->colsum = g_new (float, s->roi.w);
+  /* SSIM maps need 8 planes; scores and percentiles one of either size. */
+  b->scratch = g_new (float, MAX (8 * net, roi));
+  b->visited = g_new (guint8, roi);
+  b->stack = g_new (gint32, roi);
+}
+
+/* ---- Models ------------------------------------------------------------------------------ */
+
+static ae_loss
+model_loss (const ae_model *m, gint *window)
+{
+  int64_t w = DEFAULT_SSIM_WINDOW;
+  ae_model_get_int (m, "anomaly.ssim_window", &w);
+  *window = w > 0 && w < 1000 ? (gint) w : DEFAULT_SSIM_WINDOW;
+  return g_strcmp0 (ae_model_get_str (m, "anomaly.score"), "mean-ssim") == 0 ? AE_LOSS_SSIM
+                                                                             : AE_LOSS_MSE;
+}
+
+static gdouble
+model_threshold (const ae_model *m)
+{
+  double t;
+  return ae_model_get_float (m, "anomaly.threshold", &t) && isfinite (t) ? t : NAN;
+}
+
+/* GstAeModelCheck: runs at start and, for hot-swaps, on the loader thread. */
+static gboolean
+gst_ae_anomaly_check_model (GstElement *element, const ae_model *m, GError **error)
+{
+  GstAeAnomaly *self = GST_AE_ANOMALY (element);
+  GST_OBJECT_LOCK (self);
+  gboolean have_caps = self->have_caps, have_threshold = self->threshold >= 0;
+  gint rw = self->caps_rw, rh = self->caps_rh;
+  GST_OBJECT_UNLOCK (self);
+
+  GstAeShape s = { 0 };
+  int c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  if (c != 1 && c != 3) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model takes %d channels; aeanomaly needs 1 (luma) or 3 (RGB)", c);
+    return FALSE;
+  }
+  if (!have_threshold && isnan (model_threshold (m))) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model has no anomaly.threshold (train it with ae-train --task anomaly) "
+                 "and the threshold property is not set");
+    return FALSE;
+  }
+  shape_for_model (m, have_caps ? rw : w, have_caps ? rh : h, &s);
+  ae_error err = { AE_OK, "" };
+  ae_session *session = ae_session_new (m, 1, s.ah, s.aw, &err);
+  if (!session) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model cannot run on %dx%d: %s", s.aw, s.ah, err.message);
+    return FALSE;
+  }
+  ae_session_free (session);
+  return TRUE;
+}
+
+/* Called whenever a model becomes active. */
+static void
+adopt_model_facts (GstAeAnomaly *self)
+{
+  const ae_model *m = self->slot.active;
+  self->loss = model_loss (m, &self->ssim_window);
+  GST_OBJECT_LOCK (self);
+  self->model_threshold = model_threshold (m);
+  GST_OBJECT_UNLOCK (self);
+  self->since_model = 0;
+  GST_INFO_OBJECT (self, "model %s, %s score, threshold %g", ae_model_spec (m),
+                   ae_loss_name (self->loss), self->model_threshold);
+}
+
+/* Adopts a pending model. A session points at its model, so it goes
+ * before the old model is freed. */
+static gboolean
+swap_model (GstAeAnomaly *self)
+{
+  gboolean changed;
+  ae_model *old = gst_ae_model_slot_swap (&self->slot, &changed);
+  if (!changed)
+    return FALSE;
+  ae_session_free (self->session);
+  self->session = NULL;
+  ae_model_free (old);
+  return TRUE;
+}
+
+/* ---- Analysis ------------------------------------------------------------------------------ */
+
+/* Copies the roi of `channels` frame planes into dw x dh planes,
+ * replicating the last row and column into any padding. */
+static void
+crop_pad (const float *src, const GstAeShape *s, float *dst, gint dw, gint dh)
+{
+  const GstVideoRectangle *r = &s->roi;
+  for (gint c = 0; c < s->channels; c++) {
+    const float *plane = src + (gsize) c * s->fw * s->fh;
+    float *out = dst + (gsize) c * dw * dh;
+    for (gint y = 0; y < dh; y++) {
+      const float *row = plane + (gsize) (r->y + MIN (y, r->h - 1)) * s->fw + r->x;
+      float *o = out + (gsize) y * dw;
+      memcpy (o, row, (gsize) r->w * sizeof (float));
+      for (gint x = r->w; x < dw; x++)
+        o[x] = row[r->w - 1];
+    }
+  }
+}
+
+/* The network input for a frame, in buf.input. */
+static void
+read_input (GstAeAnomaly *self, const GstVideoFrame *frame)
+{
+  const GstAeShape *s = &self->shape;
+  GstAeBuffers *b = &self->buf;
+  gst_ae_frame_read (frame, s->channels, b->frame);
+  if (!s->resample) {
+    crop_pad (b->frame, s, b->input, s->aw, s->ah);
+    return;
+  }
+  crop_pad (b->frame, s, b->crop, s->roi.w, s->roi.h);
+  gst_ae_resample (b->crop, s->roi.w, s->roi.h, b->input, s->aw, s->ah, s->channels);
+}
+
+/* Reconstructs a prepared input, leaves the raw map over the roi in `map`
+ * and returns the frame score in *score: the mean of the raw map at the
+ * network's size (without padding), which is exactly what ae-train
+ * calibrates "mean-mse" and "mean-ssim" thresholds on. Online learning
+ * calibrates with this same function. */
+static gboolean
+score_input (ae_session *session, const GstAeShape *s, ae_loss loss, gint window,
+             const float *input, float *map_a, float *map, float *scratch, gdouble *score)
+{
+  gint rw = s->roi.w, rh = s->roi.h;
+  const float *recon = ae_session_forward (session, input);
+  if (!recon || ae_error_map (loss, input, recon, s->channels, s->ah, s->aw, window, map_a,
+                              scratch) != AE_OK)
+    return FALSE;
+  if (s->resample) {
+    *score = ae_score_top_mean (map_a, (size_t) s->aw * s->ah, 1.0f, scratch);
+    gst_ae_resample (map_a, s->aw, s->ah, map, rw, rh, 1);
+    return TRUE;
+  }
+  for (gint y = 0; y < rh; y++)
+    memcpy (map + (gsize) y * rw, map_a + (gsize) y * s->aw, (gsize) rw * sizeof (float));
+  *score = ae_score_top_mean (map, (size_t) rw * rh, 1.0f, scratch);
+  return TRUE;
+}
+
+/* Mean over a (2r+1)^2 box, shrunk at the borders, as a horizontal then a
+ * vertical running sum: O(1) per pixel and no allocation. */
+static void
+box_smooth (const float *src, float *dst, float *tmp, float *colsum, gint w, gint h, gint r)
+{
+  for (gint y = 0; y < h; y++) {
+    const float *in = src + (gsize) y * w;
+    float *out = tmp + (gsize) y * w, sum = 0.0f;
+    gint n = 0;
+    for (gint x = 0; x < MIN (r, w); x++, n++)
+      sum += in[x];
+    for (gint x = 0; x < w; x++) {
+      if (x + r < w)
+        sum += in[x + r], n++;
+      if (x - r - 1 >= 0)
+        sum -= in[x - r - 1], n--;
+      out[x] = sum / (float) n;
+    }
+  }
+  memset (colsum, 0, (gsize) w * sizeof (float));
+  gint n = 0;
+  for (gint y = 0; y < MIN (r, h); y++, n++)
+    for (gint x = 0; x < w; x++)
+      colsum[x] += tmp[(gsize) y * w + x];
+  for (gint y = 0; y < h; y++) {
+    if (y + r < h) {
+      const float *add = tmp + (gsize) (y + r) * w;
+      for (gint x = 0; x < w; x++)
+        colsum[x] += add[x];
+      n++;
+    }
+    if (y - r - 1 >= 0) {
+      const float *sub = tmp + (gsize) (y - r - 1) * w;
+      for (gint x = 0; x < w; x++)
+        colsum[x] -= sub[x];
+      n--;
+    }
+    float *out = dst + (gsize) y * w;
+    for (gint x = 0; x < w; x++)
+      out[x] = colsum[x] / (float) n;
+  }
+}
+
+/* Inserts a region into the result's list, kept sorted by score and
+ * capped: when full, a region only enters by pushing out the weakest. */
+static void
+keep_region (GstAeResult *res, const GstAeRegion *r)
+{
+  guint n = res->n_regions;
+  if (n == GST_AE_ANOMALY_MAX_REGIONS && r->score <= res->regions[n - 1].score)
+    return;
+  guint i = n < GST_AE_ANOMALY_MAX_REGIONS ? n++ : n - 1;
+  for (; i > 0 && res->regions[i - 1].score < r->score; i--)
+    res->regions[i] = res->regions[i - 1];
+  res->regions[i] = *r;
+  res->n_regions = n;
+}
+
+/* The 8-connected component of pixels above `thr` that contains `seed`,
+ * grown with an explicit stack; each pixel is pushed at most once, so a
+ * stack of w*h entries never overflows. */
+static void
+grow_region (const float *map, gint w, gint h, float thr, guint8 *visited, gint32 *stack,
+             gint32 seed, GstAeRegion *r)
+{
+  gint sp = 0, x0 = w, y0 = h, x1 = -1, y1 = -1;
+  r->area = 0;
+  r->score = map[seed];
+  stack[sp++] = seed;
+  visited[seed] = 1;
+  while (sp > 0) {
+    gint32 p = stack[--sp];
+    gint x = p % w, y = p / w;
+    x0 = MIN (x0, x), x1 = MAX (x1, x), y0 = MIN (y0, y), y1 = MAX (y1, y);
+    r->area++;
+    r->score = MAX (r->score, map[p]);
+    for (gint ny = MAX (y - 1, 0); ny <= MIN (y + 1, h - 1); ny++)
+      for (gint nx = MAX (x - 1, 0); nx <= MIN (x + 1, w - 1); nx++) {
+        gint32 q = ny * w + nx;
+        if (!visited[q] && map[q] > thr) {
+          visited[q] = 1;
+          stack[sp++] = q;
+        }
+      }
+  }
+  r->x = x0;
+  r->y = y0;
+  r->w = x1 - x0 + 1;
+  r->h = y1 - y0 + 1;
+}
+
+static void
+find_regions (GstAeAnomaly *self, const GstAeSettings *set, GstAeResult *res)
+{
+  const GstVideoRectangle *roi = &self->shape.roi;
+  GstAeBuffers *b = &self->buf;
+  gint32 n = roi->w * roi->h;
+  float thr = (float) set->pixel_threshold;
+  memset (b->visited, 0, (gsize) n);
+  res->n_regions = 0;
+  for (gint32 p = 0; p < n; p++) {
+    if (b->visited[p] || !(b->smooth[p] > thr))
+      continue;
+    GstAeRegion r;
+    grow_region (b->smooth, roi->w, roi->h, thr, b->visited, b->stack, p, &r);
+    if ((guint) r.area < set->min_area)
+      continue;
+    r.x += roi->x;
+    r.y += roi->y;
+    keep_region (res, &r);
+  }
+}
+
+static gboolean
+analyse_frame (GstAeAnomaly *self, const GstVideoFrame *frame, const GstAeSettings *set)
+{
+  GstAeBuffers *b = &self->buf;
+  GstAeResult *res = &self->result;
+  read_input (self, frame);
+  if (!score_input (self->session, &self->shape, self->loss, self->ssim_window, b->input,
+                    b->map_a, b->map, b->scratch, &res->score)) {
+    GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("Could not compute the anomaly map."),
+                       ("ae_error_map failed for a %dx%d input", self->shape.aw,
+                        self->shape.ah));
+    return FALSE;
+  }
+  box_smooth (b->map, b->smooth, b->tmp, b->colsum, self->shape.roi.w, self->shape.roi.h,
+              SMOOTH_RADIUS);
+  res->valid = TRUE;
+  res->frame = self->frame_index;
+  res->threshold = set->threshold;
+  res->pixel_threshold = set->pixel_threshold;
+  res->anomalous = res->score > set->threshold;
+  find_regions (self, set, res);
+  return TRUE;
+}
+
+/* ---- Online learning ------------------------------------------------------------------------ */
+
+typedef struct
+{
+  GstAeAnomaly *self;
+  float *x; /* count inputs of shape.aw x shape.ah luma */
+  guint count;
+  GstAeShape shape;
+  gchar *save_path;
+} GstAeTrainJob;
+
+typedef struct
+{
+  ae_train_result train;
+  gint crop_w, crop_h, repeat;
+  gboolean on_training; /* too few frames to hold any out */
+  gsize calib_count;
+  gdouble threshold, mean, std, max, seconds;
+} GstAeLearnReport;
+
+static void
+train_job_free (GstAeTrainJob *job)
+{
+  g_free (job->x);
+  g_free (job->save_path);
+  g_free (job);
+}
+
+/* The fconv preset trained on random crops of the collected frames. */
+static ae_model *
+learn_train (GstAeTrainJob *job, gsize nval, GstAeLearnReport *rep, ae_error *err)
+{
+  const GstAeShape *s = &job->shape;
+  char spec[1024];
+  rep->crop_w = MIN (LEARN_CROP, s->aw);
+  rep->crop_h = MIN (LEARN_CROP, s->ah);
+  if (ae_arch_preset ("fconv", 1, rep->crop_h, rep->crop_w, LEARN_LATENT, spec, sizeof spec,
+                      err) != AE_OK)
+    return NULL;
+  ae_model *m = ae_model_new (spec, 1, rep->crop_h, rep->crop_w, LEARN_SEED, err);
+  if (!m)
+    return NULL;
+
+  gsize ntrain = MAX (job->count - nval, 1);
+  ae_dataset data = { job->x, NULL, job->count, 1, s->ah, s->aw };
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = LEARN_EPOCHS;
+  o.batch = LEARN_BATCH;
+  o.lr = LEARN_LR;
+  o.val_split = LEARN_VAL_SPLIT;
+  o.seed = LEARN_SEED;
+  if (rep->crop_w != s->aw || rep->crop_h != s->ah) {
+    o.crop_width = rep->crop_w;
+    o.crop_height = rep->crop_h;
+  }
+  o.repeat = rep->repeat = (gint) MAX ((LEARN_SAMPLES_PER_EPOCH + ntrain - 1) / ntrain, 1);
+  /* Worker threads only pay off when OpenBLAS itself is single-threaded;
+   * otherwise the two thread pools fight over the cores. */
+  o.threads = ae_blas_threads () == 1 ? (int) MIN (g_get_num_processors (), 8) : 1;
+  o.cancel = (const volatile int *) &job->self->cancel;
+  if (ae_train (m, &data, &o, &rep->train, err) != AE_OK) {
+    ae_model_free (m);
+    return NULL;
+  }
+  return m;
+}
+
+/* Percentile LEARN_PERCENTILE of the held-out frames' scores, as
+ * ae-train --calibrate does; all frames when none were held out. */
+static gboolean
+learn_calibrate (GstAeTrainJob *job, const ae_model *m, const gsize *val, gsize nval,
+                 GstAeLearnReport *rep, ae_error *err)
+{
+  const GstAeShape *s = &job->shape;
+  gsize n = nval ? nval : job->count, net = (gsize) s->aw * s->ah;
+  gsize roi = (gsize) s->roi.w * s->roi.h;
+  ae_session *session = ae_session_new (m, 1, s->ah, s->aw, err);
+  if (!session)
+    return FALSE;
+  float *map_a = g_new (float, net), *map = g_new (float, roi);
+  float *scratch = g_new (float, MAX (8 * net, MAX (roi, n))), *scores = g_new (float, n);
+  gboolean ok = TRUE;
+  gdouble sum = 0, sq = 0, max = -G_MAXDOUBLE;
+  for (gsize k = 0; k < n && ok; k++) {
+    gdouble v = 0;
+    ok = score_input (session, s, AE_LOSS_MSE, DEFAULT_SSIM_WINDOW,
+                      job->x + (nval ? val[k] : k) * net, map_a, map, scratch, &v);
+    scores[k] = (float) v;
+    sum += v;
+    max = MAX (max, v);
+  }
+  if (ok) {
+    rep->mean = sum / (gdouble) n;
+    for (gsize k = 0; k < n; k++)
+      sq += (scores[k] - rep->mean) * (scores[k] - rep->mean);
+    rep->std = sqrt (sq / (gdouble) n);
+    rep->max = max;
+    rep->calib_count = n;
+    rep->on_training = nval == 0;
+    rep->threshold = ae_percentile (scores, n, LEARN_PERCENTILE, scratch);
+  } else if (err) {
+    err->status = AE_E_NUMERIC;
+    g_strlcpy (err->message, "calibration: cannot compute the error map", sizeof err->message);
+  }
+  g_free (scores);
+  g_free (scratch);
+  g_free (map);
+  g_free (map_a);
+  ae_session_free (session);
+  return ok;
+}
+
+/* Metadata as ae-train writes it, so the saved model works everywhere an
+ * ae-train anomaly model does. */
+static ae_status
+learn_write_metadata (ae_model *m, const GstAeTrainJob *job, const GstAeLearnReport *r)
+{
+  const GstAeShape *s = &job->shape;
+  GDateTime *now = g_date_time_new_now_utc ();
+  gchar *date = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
+  gchar *data = g_strdup_printf ("aeanomaly online learning: %u frames, roi %d,%d,%d,%d of %dx%d",
+                                 job->count, s->roi.x, s->roi.y, s->roi.w, s->roi.h, s->fw, s->fh);
+  gchar *crop = g_strdup_printf ("%dx%d", r->crop_w, r->crop_h);
+  ae_status st = AE_OK;
+#define PUT(call) \
+  if (st == AE_OK) \
+  st = (call)
+  PUT (ae_model_set_str (m, "task", "anomaly"));
+  PUT (ae_model_set_int (m, "input.width", s->roi.w));
+  PUT (ae_model_set_int (m, "input.height", s->roi.h));
+  PUT (ae_model_set_int (m, "input.channels", 1));
+  PUT (ae_model_set_str (m, "input.format", "GRAY8"));
+  PUT (ae_model_set_float (m, "norm.scale", 1.0 / 255.0));
+  PUT (ae_model_set_float (m, "norm.offset", 0.0));
+  PUT (ae_model_set_int (m, "latent.size", (int64_t) ae_model_latent_size (m, s->ah, s->aw)));
+  PUT (ae_model_set_str (m, "train.data", data));
+  PUT (ae_model_set_int (m, "train.frames", job->count));
+  PUT (ae_model_set_str (m, "train.arch", "fconv"));
+  PUT (ae_model_set_int (m, "train.epochs", r->train.epochs_run));
+  PUT (ae_model_set_int (m, "train.best_epoch", r->train.best_epoch));
+  PUT (ae_model_set_str (m, "train.loss", "mse"));
+  PUT (ae_model_set_int (m, "train.seed", LEARN_SEED));
+  PUT (ae_model_set_float (m, "train.lr", LEARN_LR));
+  PUT (ae_model_set_int (m, "train.batch", LEARN_BATCH));
+  PUT (ae_model_set_str (m, "train.noise", "0:0"));
+  if (r->crop_w != s->aw || r->crop_h != s->ah)
+    PUT (ae_model_set_str (m, "train.crop", crop));
+  PUT (ae_model_set_int (m, "train.flip", 0));
+  PUT (ae_model_set_int (m, "train.repeat", r->repeat));
+  PUT (ae_model_set_float (m, "train.val_split", LEARN_VAL_SPLIT));
+  PUT (ae_model_set_float (m, "train.final_train_loss", r->train.final_train_loss));
+  PUT (ae_model_set_float (m, "train.final_val_loss", r->train.final_val_loss));
+  PUT (ae_model_set_str (m, "train.tool", "aeanomaly " PACKAGE_VERSION));
+  PUT (ae_model_set_str (m, "train.date", date));
+  PUT (ae_model_set_str (m, "anomaly.score", "mean-mse"));
+  PUT (ae_model_set_float (m, "anomaly.threshold", r->threshold));
+  PUT (ae_model_set_float (m, "anomaly.calibrate_percentile", LEARN_PERCENTILE));
+  PUT (ae_model_set_str (m, "anomaly.calibration_set", r->on_training ? "training" : "validation"));
+  PUT (ae_model_set_float (m, "anomaly.val_score_mean", r->mean));
+  PUT (ae_model_set_float (m, "anomaly.val_score_std", r->std));
+  PUT (ae_model_set_float (m, "anomaly.val_score_max", r->max));
+  PUT (ae_model_set_int (m, "anomaly.val_count", (int64_t) r->calib_count));
+#undef PUT
+  g_free (crop);
+  g_free (data);
+  g_free (date);
+  g_date_time_unref (now);
+  return st;
+}
+
+/* Gives the model to the streaming thread unless it is being cancelled or
+ * a model the user loaded meanwhile is waiting (the user's wins). */
+static gboolean
+learn_hand_over (GstAeTrainJob *job, ae_model *m)
+{
+  GstAeModelSlot *slot = &job->self->slot;
+  gboolean taken = FALSE;
+  g_mutex_lock (&slot->lock);
+  if (!g_atomic_int_get (&job->self->cancel) && !slot->pending) {
+    slot->pending = m;
+    taken = TRUE;
+  }
+  g_mutex_unlock (&slot->lock);
+  return taken;
+}
+
+static void
+post_learned (GstAeTrainJob *job, const GstAeLearnReport *r)
+{
+  GstStructure *s = gst_structure_new ("aeanomaly-learned",
+      "threshold", G_TYPE_DOUBLE, r->threshold,
+      "frames", G_TYPE_UINT, job->count,
+      "epochs", G_TYPE_INT, r->train.epochs_run,
+      "train-loss", G_TYPE_DOUBLE, r->train.final_train_loss,
+      "val-loss", G_TYPE_DOUBLE, r->train.final_val_loss,
+      "seconds", G_TYPE_DOUBLE, r->seconds,
+      "location", G_TYPE_STRING, job->save_path, NULL);
+  gst_element_post_message (GST_ELEMENT (job->self),
+                            gst_message_new_element (GST_OBJECT (job->self), s));
+}
+
+/* Saving is best effort: detection goes on with the model in memory. */
+static void
+learn_save (GstAeTrainJob *job, const ae_model *m)
+{
+  ae_error err = { AE_OK, "" };
+  if (!job->save_path || !*job->save_path)
+    return;
+  if (ae_model_save (m, job->save_path, &err) != AE_OK) {
+    GST_ELEMENT_WARNING (job->self, RESOURCE, WRITE,
+                         ("Could not save the learned model: %s", err.message),
+                         ("save-model=%s", job->save_path));
+    g_clear_pointer (&job->save_path, g_free);
+  }
+}
+
+static gpointer
+learn_thread (gpointer data)
+{
+  GstAeTrainJob *job = data;
+  GstAeLearnReport rep = { 0 };
+  ae_error err = { AE_OK, "" };
+  gint64 t0 = g_get_monotonic_time ();
+  gsize *val = g_new (gsize, job->count);
+  gsize nval = ae_validation_indices (job->count, LEARN_VAL_SPLIT, LEARN_SEED, val);
+
+  ae_model *m = learn_train (job, nval, &rep, &err);
+  if (m && (!learn_calibrate (job, m, val, nval, &rep, &err)
+            || learn_write_metadata (m, job, &rep) != AE_OK)) {
+    ae_model_free (m);
+    m = NULL;
+  }
+  rep.seconds = (g_get_monotonic_time () - t0) / (gdouble) G_USEC_PER_SEC;
+  if (m) {
+    GST_INFO_OBJECT (job->self, "learned from %u frames in %.1f s, threshold %g", job->count,
+                     rep.seconds, rep.threshold);
+    learn_save (job, m);
+    if (learn_hand_over (job, m))
+      post_learned (job, &rep);
+    else
+      ae_model_free (m);
+  } else if (err.status != AE_E_CANCELLED && !g_atomic_int_get (&job->self->cancel)) {
+    GST_ELEMENT_ERROR (job->self, LIBRARY, FAILED, ("Online learning failed: %s", err.message),
+                       ("%u frames of %dx%d", job->count, job->shape.aw, job->shape.ah));
+  }
+  g_free (val);
+  train_job_free (job);
+  return NULL;
+}
+
+/* Streaming thread: the collection is complete, train in the background. */
+static gboolean
+learn_start_training (GstAeAnomaly *self)
+{
+  GstAeTrainJob *job = g_new0 (GstAeTrainJob, 1);
+  GError *error = NULL;
+  job->self = self;
+  job->x = self->learn_x;
+  job->count = self->learn_count;
+  job->shape = self->shape;
+  GST_OBJECT_LOCK (self);
+  job->save_path = g_strdup (self->save_model);
+  GST_OBJECT_UNLOCK (self);
+  self->learn_x = NULL;
+  self->learn_count = 0;
+  g_atomic_int_set (&self->cancel, 0);
+  self->trainer = g_thread_try_new ("aeanomaly-learn", learn_thread, job, &error);
+  if (!self->trainer) {
+    GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Could not start online learning."),
+                       ("%s", error->message));
+    g_error_free (error);
+    train_job_free (job);
+    return FALSE;
+  }
+  self->learn_state = LEARN_TRAIN;
+  GST_INFO_OBJECT (self, "training on %u frames of %dx%d", job->count, self->shape.aw,
+                   self->shape.ah);
+  return TRUE;
+}
+
+/* Streaming thread, before a model exists: frames pass unflagged. */
+static gboolean
+learn_collect (GstAeAnomaly *self, const GstVideoFrame *frame)
+{
+  gsize net = (gsize) self->shape.aw * self->shape.ah;
+  if (self->learn_state != LEARN_COLLECT || !self->learn_x)
+    return TRUE;
+  read_input (self, frame);
+  memcpy (self->learn_x + self->learn_count * net, self->buf.input, net * sizeof (float));
+  if (++self->learn_count < self->learn_capacity)
+    return TRUE;
+  return learn_start_training (self);
+}
+
+/* (Re)starts the collection for the current shape; bounded in memory. */
+static void
+learn_reset (GstAeAnomaly *self)
+{
+  gsize frame_bytes = (gsize) self->shape.aw * self->shape.ah * sizeof (float);
+  GST_OBJECT_LOCK (self);
+  guint wanted = (guint) self->learn_frames;
+  GST_OBJECT_UNLOCK (self);
+  guint cap = (guint) MIN ((gsize) wanted, MAX (LEARN_MAX_BYTES / frame_bytes, 2));
+  if (cap < wanted)
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+                         ("Learning from %u frames instead of %u.", cap, wanted),
+                         ("%u frames of %dx%d would need more than %" G_GSIZE_FORMAT
+                          " MiB; set a smaller roi", wanted, self->shape.aw, self->shape.ah,
+                          LEARN_MAX_BYTES >> 20));
+  g_free (self->learn_x);
+  self->learn_x = g_new (float, cap * (frame_bytes / sizeof (float)));
+  self->learn_capacity = cap;
+  self->learn_count = 0;
+}
+
+/* Cancels and joins the trainer; the collection is dropped. */
+static void
+learn_stop (GstAeAnomaly *self)
+{
+  if (self->trainer) {
+    g_atomic_int_set (&self->cancel, 1);
+    g_thread_join (self->trainer);
+    self->trainer = NULL;
+  }
+  g_clear_pointer (&self->learn_x, g_free);
+  self->learn_count = 0;
+  self->learn_state = LEARN_NONE;
+}
+
+/* ---- Configuration -------------------------------------------------------------------------- */
+
+static gboolean
+resolve_roi (GstAeAnomaly *self, GstAeShape *s)
+{
+  GST_OBJECT_LOCK (self);
+  gboolean set = self->roi_set;
+  GstVideoRectangle r = self->roi_prop;
+  self->roi_changed = FALSE;
+  GST_OBJECT_UNLOCK (self);
+  if (!set) {
+    s->roi = (GstVideoRectangle) { 0, 0, s->fw, s->fh };
+    return TRUE;
+  }
+  if ((gint64) r.x + r.w > s->fw || (gint64) r.y + r.h > s->fh) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+                       ("The roi %d,%d,%d,%d does not fit the %dx%d frames.", r.x, r.y, r.w, r.h,
+                        s->fw, s->fh), (NULL));
+    return FALSE;
+  }
+  s->roi = r;
+  return TRUE;
+}
+
+/* Everything that depends on caps, roi and model is (re)built here, so
+ * the per-frame path never allocates. */
+static gboolean
+gst_ae_anomaly_configure (GstAeAnomaly *self, const GstVideoInfo *info)
+{
+  const ae_model *m = self->slot.active;
+  GstAeShape s = { 0 };
+  s.fw = GST_VIDEO_INFO_WIDTH (info);
+  s.fh = GST_VIDEO_INFO_HEIGHT (info);
+  if (!resolve_roi (self, &s))
+    return FALSE;
+  if (m)
+    shape_for_model (m, s.roi.w, s.roi.h, &s);
+  else
+    shape_for_learning (s.roi.w, s.roi.h, &s);
+  GST_OBJECT_LOCK (self);
+  self->have_caps = TRUE;
+  self->caps_rw = s.roi.w;
+  self->caps_rh = s.roi.h;
+  GST_OBJECT_UNLOCK (self);
+
+  ae_session_free (self->session);
+  self->session = NULL;
+  buffers_free (&self->buf);
+  self->shape = s;
+  self->result.valid = FALSE;
+  buffers_alloc (&self->buf, &s);
+  GST_DEBUG_OBJECT (self, "frames %dx%d, roi %d,%d,%d,%d, network %dx%dx%d%s", s.fw, s.fh,
+                    s.roi.x, s.roi.y, s.roi.w, s.roi.h, s.channels, s.aw, s.ah,
+                    s.resample ? " (resampled)" : "");
+  if (!m) {
+    if (self->learn_state == LEARN_COLLECT)
+      learn_reset (self);
+    return TRUE;
+  }
+  ae_error err = { AE_OK, "" };
+  self->session = ae_session_new (m, 1, s.ah, s.aw, &err);
+  if (!self->session) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+                       ("The model cannot run on %dx%d frames: %s", s.roi.w, s.roi.h,
+                        err.message), (NULL));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Streaming thread, before each frame: adopts a hot-swapped or learned
+ * model and a changed roi. */
+static gboolean
+update_model (GstAeAnomaly *self)
+{
+  gboolean swapped = swap_model (self);
+  GST_OBJECT_LOCK (self);
+  gboolean roi_changed = self->roi_changed;
+  GST_OBJECT_UNLOCK (self);
+  if (swapped) {
+    learn_stop (self);
+    adopt_model_facts (self);
+  }
+  if (!swapped && !roi_changed)
+    return TRUE;
+  return gst_ae_anomaly_configure (self, &GST_VIDEO_FILTER (self)->in_info);
+}
+
+/* ---- Results out ------------------------------------------------------------------------------ */
+
+/* regions: a GstValueArray of "anomaly-region" structures. */
+static void
+regions_value (const GstAeResult *r, GValue *out)
+{
+  g_value_init (out, GST_TYPE_ARRAY);
+  for (guint i = 0; i < r->n_regions; i++) {
+    const GstAeRegion *g = &r->regions[i];
+    GValue v = G_VALUE_INIT;
+    g_value_init (&v, GST_TYPE_STRUCTURE);
+    g_value_take_boxed (&v, gst_structure_new ("anomaly-region",
+        "x", G_TYPE_INT, g->x, "y", G_TYPE_INT, g->y, "w", G_TYPE_INT, g->w,
+        "h", G_TYPE_INT, g->h, "score", G_TYPE_DOUBLE, g->score,
+        "area", G_TYPE_INT, g->area, NULL));
+    gst_value_array_append_and_take_value (out, &v);
+  }
+}
+
+/* Fields every message shares, as the level element posts them. */
+static GstStructure *
+mark_structure (const gchar *name, const GstAeMark *m)
+{
+  return gst_structure_new (name,
+      "timestamp", G_TYPE_UINT64, m->pts,
+      "stream-time", G_TYPE_UINT64, m->stream_time,
+      "running-time", G_TYPE_UINT64, m->running_time,
+      "duration", G_TYPE_UINT64, m->duration,
+      "frame", G_TYPE_UINT64, m->frame, NULL);
+}
+
+static void
+post_structure (GstAeAnomaly *self, GstStructure *s)
+{
+  gst_element_post_message (GST_ELEMENT (self), gst_message_new_element (GST_OBJECT (self), s));
+}
+
+static void
+set_result_fields (GstStructure *s, const GstAeResult *r)
+{
+  GValue regions = G_VALUE_INIT;
+  regions_value (r, &regions);
+  gst_structure_set (s, "score", G_TYPE_DOUBLE, r->score,
+      "threshold", G_TYPE_DOUBLE, r->threshold,
+      "pixel-threshold", G_TYPE_DOUBLE, r->pixel_threshold,
+      "anomalous", G_TYPE_BOOLEAN, r->anomalous, NULL);
+  gst_structure_take_value (s, "regions", &regions);
+}
+
+/* The result on the buffer: the custom meta (also on skipped frames, then
+ * with analysed=FALSE and the analysed frame's number) and ROI metas. */
+static void
+attach_metas (GstAeAnomaly *self, GstBuffer *buffer)
+{
+  const GstAeResult *r = &self->result;
+  GstCustomMeta *meta = gst_buffer_add_custom_meta (buffer, GST_AE_ANOMALY_META_NAME);
+  GstStructure *s = gst_custom_meta_get_structure (meta);
+  set_result_fields (s, r);
+  gst_structure_set (s, "frame", G_TYPE_UINT64, r->frame,
+      "analysed", G_TYPE_BOOLEAN, r->frame == self->frame_index, NULL);
+  for (guint i = 0; i < r->n_regions; i++) {
+    const GstAeRegion *g = &r->regions[i];
+    GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta (buffer,
+        "anomaly", (guint) g->x, (guint) g->y, (guint) g->w, (guint) g->h);
+    roi->id = (gint) i;
+    gst_video_region_of_interest_meta_add_param (roi, gst_structure_new ("aeanomaly",
+        "score", G_TYPE_DOUBLE, g->score, "area", G_TYPE_INT, g->area, NULL));
+  }
+}
+
+static void
+post_result (GstAeAnomaly *self, const GstAeMark *m)
+{
+  GstStructure *s = mark_structure ("aeanomaly", m);
+  set_result_fields (s, &self->result);
+  post_structure (self, s);
+}
+
+static void
+end_event (GstAeAnomaly *self, const GstAeMark *at, gboolean eos, gboolean post)
+{
+  self->in_event = FALSE;
+  self->run_above = self->run_below = 0;
+  if (!post)
+    return;
+  GstStructure *s = mark_structure ("aeanomaly-end", at);
+  gst_structure_set (s, "begin-frame", G_TYPE_UINT64, self->event_begin_frame,
+      "peak-score", G_TYPE_DOUBLE, self->event_peak, "eos", G_TYPE_BOOLEAN, eos, NULL);
+  post_structure (self, s);
+}
+
+/* Hysteresis over analysed frames, as motioncells does it: an event begins
+ * after event-frames anomalous frames in a row (stamped with the first of
+ * them) and ends after event-gap normal ones (stamped with the first). */
+static void
+update_events (GstAeAnomaly *self, const GstAeSettings *set, const GstAeMark *m)
+{
+  const GstAeResult *r = &self->result;
+  if (r->anomalous)
+    self->event_peak = self->run_above || self->in_event ? MAX (self->event_peak, r->score)
+                                                         : r->score;
+  if (!self->in_event) {
+    if (!r->anomalous) {
+      self->run_above = 0;
+      return;
+    }
+    if (self->run_above++ == 0)
+      self->run_start = *m;
+    if (self->run_above < set->event_frames)
+      return;
+    self->in_event = TRUE;
+    self->run_below = 0;
+    self->event_begin_frame = self->run_start.frame;
+    if (set->post_messages) {
+      GstStructure *s = mark_structure ("aeanomaly-begin", &self->run_start);
+      gst_structure_set (s, "score", G_TYPE_DOUBLE, r->score, "threshold", G_TYPE_DOUBLE,
+                         r->threshold, NULL);
+      post_structure (self, s);
+    }
+    return;
+  }
+  if (r->anomalous) {
+    self->run_below = 0;
+    return;
+  }
+  if (self->run_below++ == 0)
+    self->gap_start = *m;
+  if (self->run_below >= set->event_gap)
+    end_event (self, &self->gap_start, FALSE, set->post_messages);
+}
+
+/* JSON has no NaN or infinity. */
+static void
+json_number (FILE *f, gdouble v)
+{
+  gchar buf[G_ASCII_DTOSTR_BUF_SIZE];
+  fputs (isfinite (v) ? g_ascii_formatd (buf, sizeof buf, "%.9g", v) : "null", f);
+}
+
+static gboolean
+write_event_line (GstAeAnomaly *self, const GstAeMark *m)
+{
+  FILE *f = self->events;
+  const GstAeResult *r = &self->result;
+  fprintf (f, "{\"frame\":%" G_GUINT64_FORMAT ",\"pts\":", m->frame);
+  if (GST_CLOCK_TIME_IS_VALID (m->pts))
+    fprintf (f, "%" G_GUINT64_FORMAT, m->pts);
+  else
+    fputs ("null", f);
+  fputs (",\"score\":", f);
+  json_number (f, r->score);
+  fputs (",\"threshold\":", f);
+  json_number (f, r->threshold);
+  fprintf (f, ",\"anomalous\":%s,\"regions\":[", r->anomalous ? "true" : "false");
+  for (guint i = 0; i < r->n_regions; i++)
+    fprintf (f, "%s[%d,%d,%d,%d]", i ? "," : "", r->regions[i].x, r->regions[i].y,
+             r->regions[i].w, r->regions[i].h);
+  fputs ("]}\n", f);
+  return fflush (f) == 0 && !ferror (f);
+}
+
+/* Messages, events and the JSON line of an analysed frame. */
+static gboolean
+publish (GstAeAnomaly *self, GstBuffer *buffer, const GstAeSettings *set)
+{
+  GstAeMark m;
+  make_mark (self, buffer, &m);
+  self->last_mark = m;
+  if (set->post_messages)
+    post_result (self, &m);
+  update_events (self, set, &m);
+  if (self->events && !write_event_line (self, &m)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not write to the events file."),
+                       GST_ERROR_SYSTEM);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- Drawing ----------------------------------------------------------------------------------- */
+
+/* Colour components only: alpha stays as it is. */
+static gint
+colour_components (const GstVideoFrame *f)
+{
+  return MIN ((gint) GST_VIDEO_FRAME_N_COMPONENTS (f), 3);
+}
+
+/* The same red in RGB and in BT.601 YUV; white on gray. */
+static void
+overlay_colour (const GstVideoFrame *f, guint8 col[3])
+{
+  static const guint8 rgb[3] = { 255, 48, 32 }, yuv[3] = { 109, 90, 220 };
+  memcpy (col, GST_VIDEO_INFO_IS_RGB (&f->info) ? rgb : yuv, 3);
+  if (GST_VIDEO_INFO_IS_GRAY (&f->info))
+    col[0] = 255;
+}
+
+/* Pixels below half the pixel threshold stay clear; the tint grows to
+ * 70% at twice the threshold. */
+static inline float
+overlay_alpha (float ratio)
+{
+  return CLAMP ((ratio - 0.5f) / 1.5f, 0.0f, 1.0f) * 0.7f;
+}
+
+static inline guint8 *
+comp_sample (GstVideoFrame *f, gint c, gint x, gint y)
+{
+  const GstVideoFormatInfo *fi = f->info.finfo;
+  gint cx = x >> GST_VIDEO_FORMAT_INFO_W_SUB (fi, c), cy = y >> GST_VIDEO_FORMAT_INFO_H_SUB (fi, c);
+  return (guint8 *) GST_VIDEO_FRAME_COMP_DATA (f, c) + cy * GST_VIDEO_FRAME_COMP_STRIDE (f, c)
+       + cx * GST_VIDEO_FRAME_COMP_PSTRIDE (f, c);
+}
+
+/* Blends every component sample covering the roi towards the overlay
+ * colour; subsampled chroma takes the map at its top-left luma pixel. */
+static void
+blend_map (GstVideoFrame *f, const GstVideoRectangle *r, const float *map, float pthr)
+{
+  const GstVideoFormatInfo *fi = f->info.finfo;
+  guint8 col[3];
+  overlay_colour (f, col);
+  for (gint c = 0; c < colour_components (f); c++) {
+    gint ws = GST_VIDEO_FORMAT_INFO_W_SUB (fi, c), hs = GST_VIDEO_FORMAT_INFO_H_SUB (fi, c);
+    gint ps = GST_VIDEO_FRAME_COMP_PSTRIDE (f, c);
+    for (gint cy = r->y >> hs; cy <= (r->y + r->h - 1) >> hs; cy++) {
+      gint y = CLAMP (cy << hs, r->y, r->y + r->h - 1) - r->y;
+      guint8 *row = comp_sample (f, c, 0, cy << hs);
+      for (gint cx = r->x >> ws; cx <= (r->x + r->w - 1) >> ws; cx++) {
+        gint x = CLAMP (cx << ws, r->x, r->x + r->w - 1) - r->x;
+        float a = overlay_alpha (map[(gsize) y * r->w + x] / pthr);
+        guint8 *p = row + cx * ps;
+        if (a > 0.0f)
+          *p = (guint8) (*p + a * (float) (col[c] - *p) + 0.5f);
+      }
+    }
+  }
+}
+
+static void
+draw_boxes (GstVideoFrame *f, const GstAeResult *res)
+{
+  guint8 col[3];
+  gint n = colour_components (f);
+  overlay_colour (f, col);
+  for (guint i = 0; i < res->n_regions; i++) {
+    const GstAeRegion *g = &res->regions[i];
+    gint x1 = g->x + g->w - 1, y1 = g->y + g->h - 1;
+    for (gint c = 0; c < n; c++) {
+      for (gint x = g->x; x <= x1; x++)
+        *comp_sample (f, c, x, g->y) = *comp_sample (f, c, x, y1) = col[c];
+      for (gint y = g->y; y <= y1; y++)
+        *comp_sample (f, c, g->x, y) = *comp_sample (f, c, x1, y) = col[c];
+    }
+  }
+}
+
+/* luma = clamp (128 * map / pixel_threshold): mid-gray is the pixel
+ * threshold, black outside the roi; chroma neutral. */
+static void
+paint_heatmap (GstVideoFrame *f, const GstVideoRectangle *r, const float *map, float pthr)
+{
+  gboolean rgb = GST_VIDEO_INFO_IS_RGB (&f->info);
+  for (gint c = 0; c < colour_components (f); c++) {
+    gint w = GST_VIDEO_FRAME_COMP_WIDTH (f, c), h = GST_VIDEO_FRAME_COMP_HEIGHT (f, c);
+    gint ps = GST_VIDEO_FRAME_COMP_PSTRIDE (f, c);
+    gboolean luma = rgb || c == 0; /* never subsampled */
+    for (gint y = 0; y < h; y++) {
+      guint8 *row = (guint8 *) GST_VIDEO_FRAME_COMP_DATA (f, c) + y * GST_VIDEO_FRAME_COMP_STRIDE (f, c);
+      gboolean in_y = luma && y >= r->y && y < r->y + r->h;
+      for (gint x = 0; x < w; x++) {
+        float v = 0.0f;
+        if (!luma)
+          v = 128.0f;
+        else if (in_y && x >= r->x && x < r->x + r->w)
+          v = CLAMP (128.0f * map[(gsize) (y - r->y) * r->w + (x - r->x)] / pthr, 0.0f, 255.0f);
+        row[x * ps] = (guint8) (v + 0.5f);
+      }
+    }
+  }
+}
+
+static void
+draw_output (GstAeAnomaly *self, GstVideoFrame *frame, GstAeAnomalyOutput output)
+{
+  const GstAeResult *r = &self->result;
+  float pthr = (float) r->pixel_threshold;
+  if (output == GST_AE_ANOMALY_OUTPUT_OVERLAY) {
+    blend_map (frame, &self->shape.roi, self->buf.smooth, pthr);
+    draw_boxes (frame, r);
+  } else if (output == GST_AE_ANOMALY_OUTPUT_HEATMAP) {
+    paint_heatmap (frame, &self->shape.roi, self->buf.smooth, pthr);
+  }
+}
+
+/* ---- GstBaseTransform / GstVideoFilter ------------------------------------------------------ */
+
+static gboolean
+open_events (GstAeAnomaly *self)
+{
+  GST_OBJECT_LOCK (self);
+  gchar *path = g_strdup (self->events_location);
+  GST_OBJECT_UNLOCK (self);
+  if (path && *path) {
+    self->events = g_fopen (path, "w");
+    if (!self->events)
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+                         ("Could not open events file \"%s\" for writing.", path),
+                         GST_ERROR_SYSTEM);
+  }
+  gboolean ok = !(path && *path) || self->events;
+  g_free (path);
+  return ok;
+}
+
+static void
+reset_stream_state (GstAeAnomaly *self)
+{
+  self->next_frame = self->frame_index = self->since_model = 0;
+  self->result.valid = FALSE;
+  self->in_event = FALSE;
+  self->run_above = self->run_below = 0;
+  mark_init (&self->last_mark);
+  g_atomic_int_set (&self->cancel, 0);
+}
+
+static gboolean
+gst_ae_anomaly_start (GstBaseTransform *trans)
+{
+  GstAeAnomaly *self = GST_AE_ANOMALY (trans);
+  GError *error = NULL;
+  reset_stream_state (self);
+  if (!open_events (self))
+    return FALSE;
+  GST_OBJECT_LOCK (self);
+  self->running = TRUE;
+  GST_OBJECT_UNLOCK (self);
+  gchar *location = gst_ae_model_slot_dup_location (&self->slot);
+  gboolean learn = !location || !*location;
+  if (learn) {
+    self->learn_state = LEARN_COLLECT;
+    GST_INFO_OBJECT (self, "no model: learning online");
+  } else if (gst_ae_model_slot_load (&self->slot, GST_ELEMENT (self), &error)) {
+    self->learn_state = LEARN_NONE;
+    adopt_model_facts (self);
+  } else {
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+                       ("Could not load the anomaly model: %s", error->message),
+                       ("model=%s", location));
+    g_error_free (error);
+    g_free (location);
+    GST_OBJECT_LOCK (self);
+    self->running = FALSE;
+    GST_OBJECT_UNLOCK (self);
+    g_clear_pointer (&self->events, fclose);
+    return FALSE;
+  }
+  g_free (location);
+  return TRUE;
+}
+
+static gboolean
+gst_ae_anomaly_stop (GstBaseTransform *trans)
+{
+  GstAeAnomaly *self = GST_AE_ANOMALY (trans);
+  learn_stop (self);
+  GST_OBJECT_LOCK (self);
+  self->running = FALSE;
+  self->have_caps = FALSE;
+  self->model_threshold = NAN;
+  GST_OBJECT_UNLOCK (self);
+  /* Sessions point at their model: free them first. */
+  ae_session_free (self->session);
+  self->session = NULL;
+  gst_ae_model_slot_unload (&self->slot);
+  buffers_free (&self->buf);
+  g_clear_pointer (&self->events, fclose);
+  return TRUE;
+}
+
+static gboolean
+gst_ae_anomaly_set_info (GstVideoFilter *filter, GstCaps *incaps, GstVideoInfo *in_info,
+                         GstCaps *outcaps, GstVideoInfo *out_info)
+{
+  (void) incaps;
+  (void) outcaps;
+  (void) out_info;
+  return gst_ae_anomaly_configure (GST_AE_ANOMALY (filter), in_info);
+}
+
+/* Runs for every buffer, also those QoS then drops, so `frame` counts
+ * all buffers; also drives the controllable threshold. */
+static void
+gst_ae_anomaly_before_transform (GstBaseTransform *trans, GstBuffer *buffer)
+{
+  GstAeAnomaly *self = GST_AE_ANOMALY (trans);
+  GstClockTime st = gst_segment_to_stream_time (&trans->segment, GST_FORMAT_TIME,
+                                                GST_BUFFER_PTS (buffer));
+  self->frame_index = self->next_frame++;
+  if (GST_CLOCK_TIME_IS_VALID (st))
+    gst_object_sync_values (GST_OBJECT (self), st);
+}
+
+static GstFlowReturn
+gst_ae_anomaly_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *frame)
+{
+  GstAeAnomaly *self = GST_AE_ANOMALY (filter);
+  GstAeSettings set;
+  if (!update_model (self))
+    return GST_FLOW_ERROR;
+  if (!self->session)
+    return learn_collect (self, frame) ? GST_FLOW_OK : GST_FLOW_ERROR;
+  read_settings (self, &set);
+  /* Skipped frames really skip: no read, no network, only the last result. */
+  if (!self->result.valid || self->since_model % set.interval == 0) {
+    if (!analyse_frame (self, frame, &set) || !publish (self, frame->buffer, &set))
+      return GST_FLOW_ERROR;
+  }
+  self->since_model++;
+  attach_metas (self, frame->buffer);
+  draw_output (self, frame, set.output);
+  return GST_FLOW_OK;
+}
+
+/* An event still open at the end of the stream ends there. */
+static gboolean
+gst_ae_anomaly_sink_event (GstBaseTransform *trans, GstEvent *event)
+{
+  GstAeAnomaly *self = GST_AE_ANOMALY (trans);
+  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS && self->in_event) {
+    GST_OBJECT_LOCK (self);
+    gboolean post = self->post_messages;
+    GST_OBJECT_UNLOCK (self);
+    end_event (self, &self->last_mark, TRUE, post);
+  }
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->sink_event (trans, event);
+}
+
+/* ---- Properties ----------------------------------------------------------------------------- */
+
+static void
+set_model (GstAeAnomaly *self, const gchar *location)
+{
+  GST_OBJECT_LOCK (self);
+  /* Clearing the model while running cannot start a collection midway:
+   * it only takes effect (online learning) at the next start. */
+  gboolean load_now = self->running && location && *location;
+  GST_OBJECT_UNLOCK (self);
+  gst_ae_model_slot_set_location (&self->slot, GST_ELEMENT (self), location, load_now);
+}
+
+static void
+set_roi (GstAeAnomaly *self, const gchar *str)
+{
+  gboolean set;
+  GstVideoRectangle r = { 0, 0, 0, 0 };
+  if (!parse_roi (str, &set, &r)) {
+    g_warning ("aeanomaly: ignoring roi \"%s\": expected \"x,y,w,h\" with w, h > 0", str);
+    return;
+  }
+  GST_OBJECT_LOCK (self);
+  g_free (self->roi_str);
+  self->roi_str = set ? g_strdup_printf ("%d,%d,%d,%d", r.x, r.y, r.w, r.h) : NULL;
+  self->roi_set = set;
+  self->roi_prop = r;
+  self->roi_changed = TRUE;
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* The threshold in force: the property, else the model's calibration,
+ * else -1. */
+static gdouble
+threshold_in_force (GstAeAnomaly *self)
+{
+  if (self->threshold >= 0)
+    return self->threshold;
+  return isnan (self->model_threshold) ? -1.0 : self->model_threshold;
+}
+
+static void
+gst_ae_anomaly_set_property (GObject *object, guint prop_id, const GValue *value,
+                             GParamSpec *pspec)
+{
+  GstAeAnomaly *self = GST_AE_ANOMALY (object);
+  if (prop_id == PROP_MODEL) {
+    set_model (self, g_value_get_string (value));
+    return;
+  }
+  if (prop_id == PROP_ROI) {
+    set_roi (self, g_value_get_string (value));
+    return;
+  }
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+  case PROP_THRESHOLD:
+    self->threshold = g_value_get_double (value);
+    break;
+  case PROP_PIXEL_THRESHOLD:
+    self->pixel_threshold = g_value_get_double (value);
+    break;
+  case PROP_INTERVAL:
+    self->interval = g_value_get_uint (value);
+    break;
+  case PROP_OUTPUT:
+    self->output = (GstAeAnomalyOutput) g_value_get_enum (value);
+    break;
+  case PROP_MIN_REGION_AREA:
+    self->min_region_area = g_value_get_uint (value);
+    break;
+  case PROP_POST_MESSAGES:
+    self->post_messages = g_value_get_boolean (value);
+    break;
+  case PROP_EVENTS_LOCATION:
+    g_free (self->events_location);
+    self->events_location = g_value_dup_string (value);
+    break;
+  case PROP_EVENT_FRAMES:
+    self->event_frames = g_value_get_uint (value);
+    break;
+  case PROP_EVENT_GAP:
+    self->event_gap = g_value_get_uint (value);
+    break;
+  case PROP_LEARN_FRAMES:
+    self->learn_frames = g_value_get_int (value);
+    break;
+  case PROP_SAVE_MODEL:
+    g_free (self->save_model);
+    self->save_model = g_value_dup_string (value);
+    break;
+  default:
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_ae_anomaly_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  GstAeAnomaly *self = GST_AE_ANOMALY (object);
+  if (prop_id == PROP_MODEL) {
+    g_value_take_string (value, gst_ae_model_slot_dup_location (&self->slot));
+    return;
+  }
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+  case PROP_THRESHOLD:
+    g_value_set_double (value, threshold_in_force (self));
+    break;
+  case PROP_PIXEL_THRESHOLD: {
+    gdouble t = threshold_in_force (self);
+    g_value_set_double (value, self->pixel_threshold > 0 ? self->pixel_threshold
+                               : t >= 0 ? PIXEL_THRESHOLD_FACTOR * t : -1.0);
+    break;
+  }
+  case PROP_INTERVAL:
+    g_value_set_uint (value, self->interval);
+    break;
+  case PROP_ROI:
+    g_value_set_string (value, self->roi_str);
+    break;
+  case PROP_OUTPUT:
+    g_value_set_enum (value, self->output);
+    break;
+  case PROP_MIN_REGION_AREA:
+    g_value_set_uint (value, self->min_region_area);
+    break;
+  case PROP_POST_MESSAGES:
+    g_value_set_boolean (value, self->post_messages);
+    break;
+  case PROP_EVENTS_LOCATION:
+    g_value_set_string (value, self->events_location);
+    break;
+  case PROP_EVENT_FRAMES:
+    g_value_set_uint (value, self->event_frames);
+    break;
+  case PROP_EVENT_GAP:
+    g_value_set_uint (value, self->event_gap);
+    break;
+  case PROP_LEARN_FRAMES:
+    g_value_set_int (value, self->learn_frames);
+    break;
+  case PROP_SAVE_MODEL:
+    g_value_set_string (value, self->save_model);
+    break;
+  default:
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_ae_anomaly_finalize (GObject *object)
+{
+  GstAeAnomaly *self = GST_AE_ANOMALY (object);
+  learn_stop (self);
+  ae_session_free (self->session);
+  buffers_free (&self->buf);
+  gst_ae_model_slot_clear (&self->slot);
+  g_clear_pointer (&self->events, fclose);
+  g_free (self->events_location);
+  g_free (self->save_model);
+  g_free (self->roi_str);
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+#define RW_FLAGS (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS)
+
+static void
+install_detection_properties (GObjectClass *oc)
+{
+  g_object_class_install_property (oc, PROP_MODEL,
+      g_param_spec_string ("model", "Model",
+          "Anomaly model (.aem, e.g. from ae-train --task anomaly); unset: learn online from "
+          "the first learn-frames frames. Can be changed while PLAYING (loaded in the "
+          "background; a model that does not load or fit is refused with a warning)",
+          NULL, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_THRESHOLD,
+      g_param_spec_double ("threshold", "Threshold",
+          "Frame score above which a frame is anomalous; -1 (or NaN): the model's calibrated "
+          "anomaly.threshold. Reads back the threshold in force (-1 if none yet)",
+          -1.0, G_MAXDOUBLE, DEFAULT_THRESHOLD,
+          RW_FLAGS | GST_PARAM_MUTABLE_PLAYING | GST_PARAM_CONTROLLABLE));
+  g_object_class_install_property (oc, PROP_PIXEL_THRESHOLD,
+      g_param_spec_double ("pixel-threshold", "Pixel threshold",
+          "Smoothed per-pixel error above which pixels form regions; <= 0: 4 x threshold. "
+          "Reads back the value in force",
+          -1.0, G_MAXDOUBLE, DEFAULT_PIXEL_THRESHOLD, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_INTERVAL,
+      g_param_spec_uint ("interval", "Interval",
+          "Analyse every Nth frame; the others carry the last result and cost nothing",
+          1, 1000000, DEFAULT_INTERVAL, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_ROI,
+      g_param_spec_string ("roi", "Region of interest",
+          "Analyse only this rectangle, \"x,y,w,h\" in pixels (also \"<x,y,w,h>\"); empty: the "
+          "whole frame. Regions are reported in full-frame coordinates",
+          NULL, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_OUTPUT,
+      g_param_spec_enum ("output", "Output", "What the outgoing frames show",
+          GST_TYPE_AE_ANOMALY_OUTPUT, DEFAULT_OUTPUT, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_MIN_REGION_AREA,
+      g_param_spec_uint ("min-region-area", "Minimum region area",
+          "Regions with fewer pixels are not reported", 1, G_MAXINT,
+          DEFAULT_MIN_REGION_AREA, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+}
+
+static void
+install_report_properties (GObjectClass *oc)
+{
+  g_object_class_install_property (oc, PROP_POST_MESSAGES,
+      g_param_spec_boolean ("post-messages", "Post messages",
+          "Post \"aeanomaly\" element messages for analysed frames and "
+          "\"aeanomaly-begin\"/\"aeanomaly-end\" for events",
+          DEFAULT_POST_MESSAGES, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_EVENTS_LOCATION,
+      g_param_spec_string ("events-location", "Events location",
+          "Write one JSON Lines record per analysed frame to this file (truncated at start)",
+          NULL, RW_FLAGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (oc, PROP_EVENT_FRAMES,
+      g_param_spec_uint ("event-frames", "Event frames",
+          "Consecutive anomalous analysed frames that begin an event", 1, 100000,
+          DEFAULT_EVENT_FRAMES, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_EVENT_GAP,
+      g_param_spec_uint ("event-gap", "Event gap",
+          "Consecutive normal analysed frames that end an event", 1, 100000,
+          DEFAULT_EVENT_GAP, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_LEARN_FRAMES,
+      g_param_spec_int ("learn-frames", "Learn frames",
+          "Without a model: frames to collect before training online", 2, 100000,
+          DEFAULT_LEARN_FRAMES, RW_FLAGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (oc, PROP_SAVE_MODEL,
+      g_param_spec_string ("save-model", "Save model",
+          "Write the model learned online to this file (with ae-train's metadata)",
+          NULL, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+}
+
+static void
+gst_ae_anomaly_class_init (GstAeAnomalyClass *klass)
+{
+  GObjectClass *oc = G_OBJECT_CLASS (klass);
+  GstElementClass *ec = GST_ELEMENT_CLASS (klass);
+  GstBaseTransformClass *bt = GST_BASE_TRANSFORM_CLASS (klass);
+  GstVideoFilterClass *vf = GST_VIDEO_FILTER_CLASS (klass);
+
+  GST_DEBUG_CATEGORY_INIT (gst_ae_anomaly_debug, "aeanomaly", 0, "autoencoder anomaly detector");
+  register_meta ();
+
+  oc->set_property = gst_ae_anomaly_set_property;
+  oc->get_property = gst_ae_anomaly_get_property;
+  oc->finalize = gst_ae_anomaly_finalize;
+  install_detection_properties (oc);
+  install_report_properties (oc);
+
+  gst_element_class_add_static_pad_template (ec, &sink_template);
+  gst_element_class_add_static_pad_template (ec, &src_template);
+  gst_element_class_set_static_metadata (ec, "Autoencoder anomaly detector",
+      "Filter/Analyzer/Video",
+      "Scores frames by an autoencoder's reconstruction error and reports anomalous regions",
+      "gst-autoencoder developers");
+
+  bt->start = GST_DEBUG_FUNCPTR (gst_ae_anomaly_start);
+  bt->stop = GST_DEBUG_FUNCPTR (gst_ae_anomaly_stop);
+  bt->before_transform = GST_DEBUG_FUNCPTR (gst_ae_anomaly_before_transform);
+  bt->sink_event = GST_DEBUG_FUNCPTR (gst_ae_anomaly_sink_event);
+  vf->set_info = GST_DEBUG_FUNCPTR (gst_ae_anomaly_set_info);
+  vf->transform_frame_ip = GST_DEBUG_FUNCPTR (gst_ae_anomaly_transform_frame_ip);
+
+  gst_type_mark_as_plugin_api (GST_TYPE_AE_ANOMALY_OUTPUT, 0);
+}
+
+static void
+gst_ae_anomaly_init (GstAeAnomaly *self)
+{
+  gst_ae_model_slot_init (&self->slot, NULL, gst_ae_anomaly_check_model);
+  self->threshold = DEFAULT_THRESHOLD;
+  self->pixel_threshold = DEFAULT_PIXEL_THRESHOLD;
+  self->interval = DEFAULT_INTERVAL;
+  self->output = DEFAULT_OUTPUT;
+  self->min_region_area = DEFAULT_MIN_REGION_AREA;
+  self->post_messages = DEFAULT_POST_MESSAGES;
+  self->event_frames = DEFAULT_EVENT_FRAMES;
+  self->event_gap = DEFAULT_EVENT_GAP;
+  self->learn_frames = DEFAULT_LEARN_FRAMES;
+  self->model_threshold = NAN;
+  mark_init (&self->last_mark);
+}
