@@ -7,7 +7,7 @@
 # Needs: tools/setup.sh --bench (python3-skimage) and a build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-build=${1:-$here/../../build}
+build=$(cd "${1:-$here/../../build}" && pwd)
 which=${2:-all}
 out=${AE_MODELS_OUT:-$here}
 train=$build/tools/ae-train
