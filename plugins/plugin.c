@@ -1,15 +1,19 @@
-/* The autoencoder plugin: aeanomaly (aedenoise and aeencode are not written yet). */
+/* The autoencoder plugin: aedenoise, aeanomaly and aeencode. */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
 #include "gstaeanomaly.h"
+#include "gstaedenoise.h"
+#include "gstaeencode.h"
 
 static gboolean
 plugin_init (GstPlugin *plugin)
 {
   gboolean ret = FALSE;
+  ret |= GST_ELEMENT_REGISTER (aedenoise, plugin);
   ret |= GST_ELEMENT_REGISTER (aeanomaly, plugin);
+  ret |= GST_ELEMENT_REGISTER (aeencode, plugin);
   return ret;
 }
 

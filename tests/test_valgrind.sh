@@ -26,5 +26,7 @@ run () { # description, pipeline...
     failures=$((failures + 1))
   fi
 }
+run aedenoise videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=64,height=48 ! aedenoise ! fakesink
 run aeanomaly videotestsrc num-buffers=8 pattern=ball ! video/x-raw,format=GRAY8,width=32,height=32 ! aeanomaly learn-frames=4 ! fakesink
+run aeencode videotestsrc num-buffers=3 ! video/x-raw,width=40,height=30 ! aeencode ! fakesink
 [ "$failures" -eq 0 ]

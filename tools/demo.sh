@@ -23,3 +23,12 @@ GST_PLUGIN_PATH=build/plugins gst-launch-1.0 -q filesrc location="$work/test.gra
 echo "aeanomaly on 200 Fashion-MNIST test images (all classes; the model saw 600 mixed images):"
 head -n 3 "$work/events.jsonl"
 echo "... $(grep -c '"anomalous":true' "$work/events.jsonl") of $(wc -l <"$work/events.jsonl") frames above the calibrated threshold"
+echo "aedenoise (embedded default) on 60 frames of 640x480 I420:"
+start=$(date +%s.%N)
+GST_PLUGIN_PATH=build/plugins gst-launch-1.0 -q videotestsrc num-buffers=60 pattern=snow ! \
+  video/x-raw,format=I420,width=640,height=480 ! aedenoise ! fakesink
+awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "  %.1f frames/s (whole pipeline)\n", 60 / (e - s) }'
+echo "aeencode (embedded default) latents of 5 frames:"
+GST_PLUGIN_PATH=build/plugins gst-launch-1.0 -q videotestsrc num-buffers=5 ! aeencode ! \
+  filesink location="$work/latents.f32"
+echo "  $(stat -c %s "$work/latents.f32") bytes = 5 frames x 32 float32"

@@ -1,0 +1,492 @@
+/* aedenoise: learned denoising of the luma with an autoencoder.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+/**
+ * SECTION:element-aedenoise
+ * @title: aedenoise
+ *
+ * Removes noise from video with a denoising autoencoder (a model trained by
+ * `ae-train --task denoise`, or the small embedded default). The model works
+ * on the luma only:
+ *
+ * - GRAY8 and the YUV formats: the Y plane is replaced by the denoised luma;
+ *   the chroma planes pass through unchanged.
+ * - RGB formats: the BT.601 luma is computed, denoised, and the change is
+ *   added equally to R, G and B, which leaves BT.601 chroma (B-Y, R-Y) as it
+ *   was, except where a component clips at 0 or 255. Alpha passes through.
+ *
+ * Any frame size works, odd sizes too: a fully convolutional model needs
+ * sides that are multiples of its size multiple (2 for the default), so the
+ * luma is padded by repeating the last row and column and the result is
+ * cropped back. #GstAeDenoise:strength blends the result with the input;
+ * at 0 the element is in passthrough and costs nothing.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 v4l2src ! videoconvert ! aedenoise ! videoconvert ! autovideosink
+ * ]| Denoises a camera with the embedded default model.
+ * |[
+ * gst-launch-1.0 filesrc location=noisy.mkv ! decodebin ! videoconvert ! \
+ *     aedenoise model=photos.aem strength=0.7 threads=2 ! videoconvert ! \
+ *     x264enc ! matroskamux ! filesink location=clean.mkv
+ * ]| Denoises a file with a trained model, keeping 30% of the original.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstaedenoise.h"
+
+#include "aecommon.h"
+
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (gst_ae_denoise_debug);
+#define GST_CAT_DEFAULT gst_ae_denoise_debug
+
+#define DEFAULT_RESOURCE "denoise-default.aem"
+#define DEFAULT_STRENGTH 1.0
+#define DEFAULT_THREADS 0
+#define MAX_THREADS 256
+
+enum
+{
+  PROP_0,
+  PROP_MODEL,
+  PROP_STRENGTH,
+  PROP_THREADS,
+};
+
+struct _GstAeDenoise
+{
+  GstVideoFilter parent;
+
+  GstAeModelSlot slot;
+
+  /* Properties (object lock). */
+  gdouble strength;
+  gint threads;
+  gboolean threads_pending; /* applied by the streaming thread */
+  /* Read by the hot-swap check on the loader thread (object lock). */
+  gboolean running, have_caps;
+  gint caps_width, caps_height;
+
+  /* Streaming thread. */
+  gint width, height; /* frame */
+  gint pw, ph;        /* network input: the frame padded to the model's multiple */
+  ae_session *session;
+  float *input;    /* pw x ph */
+  float *luma;     /* width x height, only when padding */
+  float *denoised; /* width x height, only when padding */
+};
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink", GST_PAD_SINK,
+    GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_AE_VIDEO_FORMATS)));
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC,
+    GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_AE_VIDEO_FORMATS)));
+
+#define gst_ae_denoise_parent_class parent_class
+G_DEFINE_TYPE (GstAeDenoise, gst_ae_denoise, GST_TYPE_VIDEO_FILTER);
+GST_ELEMENT_REGISTER_DEFINE (aedenoise, "aedenoise", GST_RANK_NONE, GST_TYPE_AE_DENOISE);
+
+/* ---- Shapes and planes ------------------------------------------------------------ */
+
+static gint
+round_up (gint v, gint k)
+{
+  return k > 1 ? (v + k - 1) / k * k : v;
+}
+
+/* Fully convolutional models run on the frame padded to their multiple;
+ * any other model only on its own size, which the session check enforces. */
+static void
+network_size (const ae_model *m, gint w, gint h, gint *pw, gint *ph)
+{
+  gint k = ae_model_is_fully_convolutional (m) ? ae_model_size_multiple (m) : 1;
+  *pw = round_up (w, k);
+  *ph = round_up (h, k);
+}
+
+/* Copies a w x h plane into pw x ph, repeating the last column and row:
+ * edge replication keeps the padding as smooth as the image, so the
+ * network sees no artificial edge next to the real pixels. */
+static void
+pad_plane (const float *src, gint w, gint h, float *dst, gint pw, gint ph)
+{
+  for (gint y = 0; y < ph; y++) {
+    const float *row = src + (gsize) MIN (y, h - 1) * w;
+    float *out = dst + (gsize) y * pw;
+    memcpy (out, row, (gsize) w * sizeof (float));
+    for (gint x = w; x < pw; x++)
+      out[x] = row[w - 1];
+  }
+}
+
+static void
+crop_plane (const float *src, gint pw, float *dst, gint w, gint h)
+{
+  for (gint y = 0; y < h; y++)
+    memcpy (dst + (gsize) y * w, src + (gsize) y * pw, (gsize) w * sizeof (float));
+}
+
+/* ---- Model and work buffers ------------------------------------------------------- */
+
+static void
+release_work (GstAeDenoise *self)
+{
+  ae_session_free (self->session);
+  self->session = NULL;
+  g_clear_pointer (&self->input, g_free);
+  g_clear_pointer (&self->luma, g_free);
+  g_clear_pointer (&self->denoised, g_free);
+}
+
+/* GstAeModelCheck: at start, and for hot-swaps on the loader thread. A
+ * model fits when it takes one channel and a session can be built for the
+ * current frame size (or, before caps, for its own size), which also
+ * proves that its output has the input's shape. */
+static gboolean
+gst_ae_denoise_check_model (GstElement *element, const ae_model *m, GError **error)
+{
+  GstAeDenoise *self = GST_AE_DENOISE (element);
+  int c, mh, mw;
+  gint pw, ph;
+  ae_error err = { AE_OK, "" };
+
+  ae_model_input_shape (m, &c, &mh, &mw);
+  if (c != 1) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model takes %d channels; aedenoise denoises the luma and needs 1", c);
+    return FALSE;
+  }
+  GST_OBJECT_LOCK (self);
+  gint w = self->have_caps ? self->caps_width : mw;
+  gint h = self->have_caps ? self->caps_height : mh;
+  GST_OBJECT_UNLOCK (self);
+  network_size (m, w, h, &pw, &ph);
+  ae_session *s = ae_session_new (m, 1, ph, pw, &err);
+  if (!s) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model cannot denoise %dx%d frames: %s", w, h, err.message);
+    return FALSE;
+  }
+  ae_session_free (s);
+  return TRUE;
+}
+
+/* Builds the session and float planes for the active model and the
+ * negotiated size: the only place that allocates, so frames never do. */
+static gboolean
+gst_ae_denoise_configure (GstAeDenoise *self)
+{
+  const ae_model *m = self->slot.active;
+  ae_error err = { AE_OK, "" };
+
+  release_work (self);
+  if (!m || self->width <= 0)
+    return TRUE; /* again when both model and caps are known */
+  network_size (m, self->width, self->height, &self->pw, &self->ph);
+  self->session = ae_session_new (m, 1, self->ph, self->pw, &err);
+  if (!self->session) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+                       ("The model cannot denoise %dx%d frames: %s", self->width, self->height,
+                        err.message), ("model %s", ae_model_spec (m)));
+    return FALSE;
+  }
+  self->input = g_new (float, (gsize) self->pw * self->ph);
+  if (self->pw != self->width || self->ph != self->height) {
+    self->luma = g_new (float, (gsize) self->width * self->height);
+    self->denoised = g_new (float, (gsize) self->width * self->height);
+  }
+  GST_DEBUG_OBJECT (self, "%dx%d frames, network %dx%d, model %s", self->width, self->height,
+                    self->pw, self->ph, ae_model_spec (m));
+  return TRUE;
+}
+
+/* Adopts a hot-swapped model before a frame. Sessions point at their
+ * model, so the old session goes before the old model. */
+static gboolean
+gst_ae_denoise_swap_model (GstAeDenoise *self)
+{
+  gboolean changed;
+  ae_model *old = gst_ae_model_slot_swap (&self->slot, &changed);
+  if (!changed)
+    return TRUE;
+  release_work (self);
+  ae_model_free (old);
+  GST_INFO_OBJECT (self, "model changed to %s", ae_model_spec (self->slot.active));
+  return gst_ae_denoise_configure (self);
+}
+
+/* OpenBLAS keeps one thread count for the whole process; it is changed on
+ * the streaming thread so it never races with this element's own GEMMs. */
+static void
+gst_ae_denoise_apply_threads (GstAeDenoise *self)
+{
+  GST_OBJECT_LOCK (self);
+  gboolean pending = self->threads_pending;
+  gint threads = self->threads;
+  self->threads_pending = FALSE;
+  GST_OBJECT_UNLOCK (self);
+  if (pending && threads > 0) {
+    GST_DEBUG_OBJECT (self, "OpenBLAS threads: %d", threads);
+    ae_set_blas_threads (threads);
+  }
+}
+
+/* ---- GstBaseTransform / GstVideoFilter -------------------------------------------- */
+
+static gboolean
+gst_ae_denoise_start (GstBaseTransform *trans)
+{
+  GstAeDenoise *self = GST_AE_DENOISE (trans);
+  GError *error = NULL;
+
+  if (!gst_ae_model_slot_load (&self->slot, GST_ELEMENT (self), &error)) {
+    gchar *location = gst_ae_model_slot_dup_location (&self->slot);
+    gchar *origin = gst_ae_model_origin (location, DEFAULT_RESOURCE);
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+                       ("Could not load the denoising model: %s", error->message),
+                       ("model: %s", origin));
+    g_free (origin);
+    g_free (location);
+    g_error_free (error);
+    return FALSE;
+  }
+  GST_INFO_OBJECT (self, "model %s", ae_model_spec (self->slot.active));
+  GST_OBJECT_LOCK (self);
+  self->running = TRUE;
+  self->threads_pending = TRUE;
+  GST_OBJECT_UNLOCK (self);
+  gst_ae_denoise_apply_threads (self);
+  return TRUE;
+}
+
+static gboolean
+gst_ae_denoise_stop (GstBaseTransform *trans)
+{
+  GstAeDenoise *self = GST_AE_DENOISE (trans);
+  GST_OBJECT_LOCK (self);
+  self->running = self->have_caps = FALSE;
+  GST_OBJECT_UNLOCK (self);
+  release_work (self);
+  gst_ae_model_slot_unload (&self->slot);
+  self->width = self->height = 0;
+  return TRUE;
+}
+
+static gboolean
+gst_ae_denoise_set_info (GstVideoFilter *filter, GstCaps *incaps, GstVideoInfo *in_info,
+                         GstCaps *outcaps, GstVideoInfo *out_info)
+{
+  GstAeDenoise *self = GST_AE_DENOISE (filter);
+  (void) incaps;
+  (void) outcaps;
+  (void) out_info;
+  self->width = GST_VIDEO_INFO_WIDTH (in_info);
+  self->height = GST_VIDEO_INFO_HEIGHT (in_info);
+  GST_OBJECT_LOCK (self);
+  self->have_caps = TRUE;
+  self->caps_width = self->width;
+  self->caps_height = self->height;
+  GST_OBJECT_UNLOCK (self);
+  return gst_ae_denoise_configure (self);
+}
+
+/* Drives the controllable strength, as videobalance does; runs also in
+ * passthrough, so a controlled strength can leave 0 again. */
+static void
+gst_ae_denoise_before_transform (GstBaseTransform *trans, GstBuffer *buffer)
+{
+  GstClockTime st = gst_segment_to_stream_time (&trans->segment, GST_FORMAT_TIME,
+                                                GST_BUFFER_PTS (buffer));
+  if (GST_CLOCK_TIME_IS_VALID (st))
+    gst_object_sync_values (GST_OBJECT (trans), st);
+}
+
+/* Reads the luma, runs the network and writes the change back. Without
+ * padding the network reads the frame's luma in place and its output is
+ * used directly. */
+static gboolean
+denoise_frame (GstAeDenoise *self, GstVideoFrame *frame, gfloat strength)
+{
+  gboolean padded = self->luma != NULL;
+  float *old = padded ? self->luma : self->input;
+  gst_ae_frame_read_luma (frame, old);
+  if (padded)
+    pad_plane (old, self->width, self->height, self->input, self->pw, self->ph);
+  const float *out = ae_session_forward (self->session, self->input);
+  if (!out)
+    return FALSE;
+  if (padded) {
+    crop_plane (out, self->pw, self->denoised, self->width, self->height);
+    out = self->denoised;
+  }
+  gst_ae_frame_write_luma (frame, old, out, strength);
+  return TRUE;
+}
+
+static GstFlowReturn
+gst_ae_denoise_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *frame)
+{
+  GstAeDenoise *self = GST_AE_DENOISE (filter);
+
+  gst_ae_denoise_apply_threads (self);
+  if (!gst_ae_denoise_swap_model (self))
+    return GST_FLOW_ERROR;
+  if (!self->session) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("No model configured for the stream."), (NULL));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  GST_OBJECT_LOCK (self);
+  gfloat strength = (gfloat) self->strength;
+  GST_OBJECT_UNLOCK (self);
+  if (!denoise_frame (self, frame, strength)) {
+    GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("The denoising model failed."), (NULL));
+    return GST_FLOW_ERROR;
+  }
+  return GST_FLOW_OK;
+}
+
+/* ---- Properties ------------------------------------------------------------------- */
+
+static void
+set_model (GstAeDenoise *self, const gchar *location)
+{
+  /* While running, the new model loads in the background and is swapped
+   * in between two frames; otherwise start loads it. */
+  GST_OBJECT_LOCK (self);
+  gboolean running = self->running;
+  GST_OBJECT_UNLOCK (self);
+  gst_ae_model_slot_set_location (&self->slot, GST_ELEMENT (self), location, running);
+}
+
+static void
+set_strength (GstAeDenoise *self, gdouble strength)
+{
+  GST_OBJECT_LOCK (self);
+  self->strength = strength;
+  GST_OBJECT_UNLOCK (self);
+  /* Takes the object lock itself. */
+  gst_base_transform_set_passthrough (GST_BASE_TRANSFORM (self), strength <= 0.0);
+}
+
+static void
+gst_ae_denoise_set_property (GObject *object, guint prop_id, const GValue *value,
+                             GParamSpec *pspec)
+{
+  GstAeDenoise *self = GST_AE_DENOISE (object);
+  switch (prop_id) {
+  case PROP_MODEL:
+    set_model (self, g_value_get_string (value));
+    break;
+  case PROP_STRENGTH:
+    set_strength (self, g_value_get_double (value));
+    break;
+  case PROP_THREADS:
+    GST_OBJECT_LOCK (self);
+    self->threads = g_value_get_int (value);
+    self->threads_pending = TRUE;
+    GST_OBJECT_UNLOCK (self);
+    break;
+  default:
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    break;
+  }
+}
+
+static void
+gst_ae_denoise_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  GstAeDenoise *self = GST_AE_DENOISE (object);
+  switch (prop_id) {
+  case PROP_MODEL:
+    g_value_take_string (value, gst_ae_model_slot_dup_location (&self->slot));
+    break;
+  case PROP_STRENGTH:
+    GST_OBJECT_LOCK (self);
+    g_value_set_double (value, self->strength);
+    GST_OBJECT_UNLOCK (self);
+    break;
+  case PROP_THREADS:
+    GST_OBJECT_LOCK (self);
+    g_value_set_int (value, self->threads);
+    GST_OBJECT_UNLOCK (self);
+    break;
+  default:
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    break;
+  }
+}
+
+static void
+gst_ae_denoise_finalize (GObject *object)
+{
+  GstAeDenoise *self = GST_AE_DENOISE (object);
+  release_work (self);
+  gst_ae_model_slot_clear (&self->slot);
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+#define RW_FLAGS (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS)
+
+static void
+install_properties (GObjectClass *oc)
+{
+  g_object_class_install_property (oc, PROP_MODEL,
+      g_param_spec_string ("model", "Model",
+          "Denoising model (.aem from ae-train --task denoise: one channel, fully "
+          "convolutional); unset or empty: the embedded default. Can be changed while "
+          "PLAYING (loaded in the background; a model that does not load or fit is refused "
+          "with a warning and the previous one stays)",
+          NULL, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_STRENGTH,
+      g_param_spec_double ("strength", "Strength",
+          "Mix of denoised and original luma: 1 = fully denoised, 0 = passthrough",
+          0.0, 1.0, DEFAULT_STRENGTH,
+          RW_FLAGS | GST_PARAM_MUTABLE_PLAYING | GST_PARAM_CONTROLLABLE));
+  g_object_class_install_property (oc, PROP_THREADS,
+      g_param_spec_int ("threads", "Threads",
+          "OpenBLAS threads; 0: leave OpenBLAS's setting alone. OpenBLAS has one count for "
+          "the whole process, so this also affects every other user of it",
+          0, MAX_THREADS, DEFAULT_THREADS, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+}
+
+static void
+gst_ae_denoise_class_init (GstAeDenoiseClass *klass)
+{
+  GObjectClass *oc = G_OBJECT_CLASS (klass);
+  GstElementClass *ec = GST_ELEMENT_CLASS (klass);
+  GstBaseTransformClass *bt = GST_BASE_TRANSFORM_CLASS (klass);
+  GstVideoFilterClass *vf = GST_VIDEO_FILTER_CLASS (klass);
+
+  GST_DEBUG_CATEGORY_INIT (gst_ae_denoise_debug, "aedenoise", 0, "autoencoder denoiser");
+
+  oc->set_property = gst_ae_denoise_set_property;
+  oc->get_property = gst_ae_denoise_get_property;
+  oc->finalize = gst_ae_denoise_finalize;
+  install_properties (oc);
+
+  gst_element_class_add_static_pad_template (ec, &sink_template);
+  gst_element_class_add_static_pad_template (ec, &src_template);
+  gst_element_class_set_static_metadata (ec, "Autoencoder denoiser", "Filter/Effect/Video",
+      "Removes noise from the luma with a denoising autoencoder",
+      "gst-autoencoder developers");
+
+  bt->start = GST_DEBUG_FUNCPTR (gst_ae_denoise_start);
+  bt->stop = GST_DEBUG_FUNCPTR (gst_ae_denoise_stop);
+  bt->before_transform = GST_DEBUG_FUNCPTR (gst_ae_denoise_before_transform);
+  /* In passthrough (strength 0) the frame is not even looked at. */
+  bt->transform_ip_on_passthrough = FALSE;
+  vf->set_info = GST_DEBUG_FUNCPTR (gst_ae_denoise_set_info);
+  vf->transform_frame_ip = GST_DEBUG_FUNCPTR (gst_ae_denoise_transform_frame_ip);
+}
+
+static void
+gst_ae_denoise_init (GstAeDenoise *self)
+{
+  gst_ae_model_slot_init (&self->slot, DEFAULT_RESOURCE, gst_ae_denoise_check_model);
+  self->strength = DEFAULT_STRENGTH;
+  self->threads = DEFAULT_THREADS;
+}
