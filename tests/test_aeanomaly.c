@@ -27,6 +27,7 @@ static gchar *model_path;  /* fconv, luma, mean-mse */
 static gchar *model2_path; /* the same weights, twice the threshold */
 static gchar *ssim_path;   /* fconv, luma, mean-ssim */
 static gchar *dense_path;  /* fixed 16x16 input: frames are resampled */
+static gchar *vae_path;    /* a 16x16 VAE (conv preset with a sample layer) */
 static gchar *rgb_path;    /* 3 channels, untrained */
 static gdouble model_threshold;
 
@@ -164,6 +165,10 @@ make_models (void)
 
   m = train_model ("conv", 16, 16, AE_LOSS_MSE, 10);
   dense_path = save_anomaly_model (m, "dense.aem", "mean-mse", 0.01);
+  ae_model_free (m);
+
+  m = train_model ("vae", 16, 16, AE_LOSS_MSE, 10);
+  vae_path = save_anomaly_model (m, "vae.aem", "mean-mse", 0.01);
   ae_model_free (m);
 
   char spec[1024];
@@ -493,11 +498,11 @@ test_ssim_score (void)
 
 /* Fixed-size model: the frame is resampled in, the map resampled out. */
 static void
-test_dense_model (void)
+check_fixed_size_model (const gchar *path, const gchar *what)
 {
   GstBus *bus;
   gchar *caps = caps_string ("I420", 40, 30);
-  GstHarness *h = harness_new (&bus, caps, "model", dense_path, "output", 2, NULL);
+  GstHarness *h = harness_new (&bus, caps, "model", path, "output", 2, NULL);
   GRand *rng = g_rand_new_with_seed (4);
   guint8 img[40 * 30];
   texture (img, 40, 30, rng);
@@ -511,13 +516,20 @@ test_dense_model (void)
                        G_TYPE_INT, &w, "h", G_TYPE_INT, &hh, NULL);
     inside &= x >= 0 && y >= 0 && x + w <= 40 && y + hh <= 30;
   }
-  CHECK (s && isfinite (score_of (out)) && inside, "dense 16x16 model on 40x30 frames: score %g, "
-         "%u regions inside the frame", score_of (out), n_regions (s));
+  CHECK (s && isfinite (score_of (out)) && inside, "%s 16x16 model on 40x30 frames: score %g, "
+         "%u regions inside the frame", what, score_of (out), n_regions (s));
   if (out)
     gst_buffer_unref (out);
   g_rand_free (rng);
   harness_free (h, bus);
   g_free (caps);
+}
+
+static void
+test_dense_model (void)
+{
+  check_fixed_size_model (dense_path, "dense");
+  check_fixed_size_model (vae_path, "VAE");
 }
 
 static gboolean
@@ -1165,6 +1177,7 @@ main (int argc, char **argv)
   g_free (model2_path);
   g_free (ssim_path);
   g_free (dense_path);
+  g_free (vae_path);
   g_free (rgb_path);
   g_free (workdir);
   gst_deinit ();
