@@ -360,3 +360,29 @@ gst_ae_resample (const float *src, int sw, int sh, float *dst, int dw, int dh, i
       bilinear (s, sw, sh, d, dw, dh);
   }
 }
+
+/* ---- Properties ----------------------------------------------------------------------- */
+
+gboolean
+gst_ae_parse_roi (const gchar *str, gboolean *set, GstVideoRectangle *r)
+{
+  gint64 v[4];
+  gchar *s = g_strstrip (g_strdelimit (g_strdup (str ? str : ""), "<>", ' '));
+  *set = FALSE;
+  if (!*s) {
+    g_free (s);
+    return TRUE;
+  }
+  gchar **parts = g_strsplit (s, ",", -1);
+  gboolean ok = g_strv_length (parts) == 4;
+  for (guint i = 0; ok && i < 4; i++)
+    ok = g_ascii_string_to_signed (g_strstrip (parts[i]), 10, i < 2 ? 0 : 1, G_MAXINT, &v[i],
+                                   NULL);
+  g_strfreev (parts);
+  g_free (s);
+  if (ok) {
+    *set = TRUE;
+    *r = (GstVideoRectangle) { (gint) v[0], (gint) v[1], (gint) v[2], (gint) v[3] };
+  }
+  return ok;
+}

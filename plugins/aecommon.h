@@ -74,6 +74,11 @@ void gst_ae_frame_read (const GstVideoFrame *frame, int channels, float *dst);
 /* Area-average (down) or bilinear (up) resampling of `channels` planes. */
 void gst_ae_resample (const float *src, int sw, int sh, float *dst, int dw, int dh, int channels);
 
+/* The `roi` property: "x,y,w,h" (also "<x,y,w,h>"), x, y >= 0, w, h > 0.
+ * An empty or NULL string is valid and means the whole frame (*set FALSE).
+ * Returns FALSE on anything else. */
+gboolean gst_ae_parse_roi (const gchar *str, gboolean *set, GstVideoRectangle *r);
+
 /* Formats every element accepts (a caps string list). */
 #define GST_AE_VIDEO_FORMATS \
   "{ GRAY8, I420, YV12, NV12, Y444, RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA }"

@@ -304,34 +304,6 @@ read_settings (GstAeAnomaly *self, GstAeSettings *s)
     s->pixel_threshold = 1e-12;
 }
 
-/* "x,y,w,h" (or a serialised GstValueArray "<x, y, w, h>"); "" clears. */
-static gboolean
-parse_roi (const gchar *str, gboolean *set, GstVideoRectangle *r)
-{
-  gint64 v[4];
-  *set = FALSE;
-  gchar *s = g_strstrip (g_strdelimit (g_strdup (str ? str : ""), "<>", ' '));
-  if (!*s) {
-    g_free (s);
-    return TRUE;
-  }
-  gchar **parts = g_strsplit (s, ",", -1);
-  gboolean ok = g_strv_length (parts) == 4;
-  for (guint i = 0; ok && i < 4; i++)
-    ok = g_ascii_string_to_signed (g_strstrip (parts[i]), 10, i < 2 ? 0 : 1, G_MAXINT, &v[i],
-                                   NULL);
-  g_strfreev (parts);
-  g_free (s);
-  if (ok) {
-    *set = TRUE;
-    r->x = (gint) v[0];
-    r->y = (gint) v[1];
-    r->w = (gint) v[2];
-    r->h = (gint) v[3];
-  }
-  return ok;
-}
-
 /* ---- Shapes and buffers ----------------------------------------------------------------- */
 
 /* Fully convolutional models run on the roi padded up to their size
@@ -1555,7 +1527,7 @@ set_roi (GstAeAnomaly *self, const gchar *str)
 {
   gboolean set;
   GstVideoRectangle r = { 0, 0, 0, 0 };
-  if (!parse_roi (str, &set, &r)) {
+  if (!gst_ae_parse_roi (str, &set, &r)) {
     g_warning ("aeanomaly: ignoring roi \"%s\": expected \"x,y,w,h\" with w, h > 0", str);
     return;
   }

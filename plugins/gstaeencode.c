@@ -144,31 +144,6 @@ latent_for (const ae_model *m, gint rw, gint rh)
   return s.latent;
 }
 
-/* "x,y,w,h" (or a serialised GstValueArray "<x, y, w, h>"); "" clears. */
-static gboolean
-parse_roi (const gchar *str, gboolean *set, GstVideoRectangle *r)
-{
-  gint64 v[4];
-  gchar *s = g_strstrip (g_strdelimit (g_strdup (str ? str : ""), "<>", ' '));
-  *set = FALSE;
-  if (!*s) {
-    g_free (s);
-    return TRUE;
-  }
-  gchar **parts = g_strsplit (s, ",", -1);
-  gboolean ok = g_strv_length (parts) == 4;
-  for (guint i = 0; ok && i < 4; i++)
-    ok = g_ascii_string_to_signed (g_strstrip (parts[i]), 10, i < 2 ? 0 : 1, G_MAXINT, &v[i],
-                                   NULL);
-  g_strfreev (parts);
-  g_free (s);
-  if (ok) {
-    *set = TRUE;
-    *r = (GstVideoRectangle) { (gint) v[0], (gint) v[1], (gint) v[2], (gint) v[3] };
-  }
-  return ok;
-}
-
 /* The encoded rectangle of a fw x fh frame. */
 static gboolean
 roi_in_frame (gboolean set, const GstVideoRectangle *prop, gint fw, gint fh,
@@ -698,7 +673,7 @@ set_roi (GstAeEncode *self, const gchar *str)
 {
   gboolean set;
   GstVideoRectangle r = { 0, 0, 0, 0 };
-  if (!parse_roi (str, &set, &r)) {
+  if (!gst_ae_parse_roi (str, &set, &r)) {
     g_warning ("aeencode: ignoring roi \"%s\": expected \"x,y,w,h\" with w, h > 0", str);
     return;
   }
