@@ -4,6 +4,7 @@
  *
  * One "ok"/"not ok" line per check; the exit status is the failure count. */
 #include "check.h"
+#include "element_test.h"
 
 #include <ae.h>
 #include <gst/check/gstharness.h>
@@ -1126,31 +1127,6 @@ static const struct
   { "renegotiation", test_renegotiation, TRUE },
 };
 
-/* The tests only write files directly in workdir. */
-static void
-remove_workdir (void)
-{
-  GDir *dir = g_dir_open (workdir, 0, NULL);
-  const gchar *name;
-  while (dir && (name = g_dir_read_name (dir))) {
-    gchar *path = g_build_filename (workdir, name, NULL);
-    g_unlink (path);
-    g_free (path);
-  }
-  if (dir)
-    g_dir_close (dir);
-  g_rmdir (workdir);
-}
-
-static gboolean
-selected (int argc, char **argv, const char *name)
-{
-  for (int i = 1; i < argc; i++)
-    if (strcmp (argv[i], name) == 0)
-      return TRUE;
-  return argc < 2;
-}
-
 /* test_aeanomaly [NAME...]: all tests, or the named ones. */
 int
 main (int argc, char **argv)
@@ -1162,7 +1138,7 @@ main (int argc, char **argv)
   workdir = g_dir_make_tmp ("test-aeanomaly-XXXXXX", NULL);
   gboolean have_models = FALSE;
   for (guint i = 0; i < G_N_ELEMENTS (tests); i++) {
-    if (!selected (argc, argv, tests[i].name))
+    if (!test_selected (argc, argv, tests[i].name))
       continue;
     if (tests[i].needs_models && !have_models) {
       make_models ();
@@ -1172,7 +1148,7 @@ main (int argc, char **argv)
     tests[i].run ();
   }
 
-  remove_workdir ();
+  test_remove_dir (workdir);
   g_free (model_path);
   g_free (model2_path);
   g_free (ssim_path);

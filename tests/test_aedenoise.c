@@ -6,6 +6,7 @@
  * One "ok"/"not ok" line per check; the exit status reflects failures.
  * Optional arguments select tests by name. */
 #include "check.h"
+#include "element_test.h"
 
 #include <ae.h>
 #include <gst/base/gstbasetransform.h>
@@ -858,32 +859,6 @@ static const TestCase tests[] = {
   { "threads", test_threads, FALSE },
 };
 
-static gboolean
-selected (int argc, char **argv, const gchar *name)
-{
-  if (argc < 2)
-    return TRUE;
-  for (int i = 1; i < argc; i++)
-    if (strcmp (argv[i], name) == 0)
-      return TRUE;
-  return FALSE;
-}
-
-static void
-remove_workdir (void)
-{
-  const gchar *name;
-  GDir *dir = g_dir_open (workdir, 0, NULL);
-  while (dir && (name = g_dir_read_name (dir))) {
-    gchar *p = g_build_filename (workdir, name, NULL);
-    g_remove (p);
-    g_free (p);
-  }
-  if (dir)
-    g_dir_close (dir);
-  g_rmdir (workdir);
-}
-
 int
 main (int argc, char **argv)
 {
@@ -894,7 +869,7 @@ main (int argc, char **argv)
   workdir = g_dir_make_tmp ("test-aedenoise-XXXXXX", NULL);
   gboolean have_models = FALSE;
   for (guint i = 0; i < G_N_ELEMENTS (tests); i++) {
-    if (!selected (argc, argv, tests[i].name))
+    if (!test_selected (argc, argv, tests[i].name))
       continue;
     if (tests[i].needs_models && !have_models) {
       make_models ();
@@ -903,7 +878,7 @@ main (int argc, char **argv)
     printf ("# %s\n", tests[i].name);
     tests[i].run ();
   }
-  remove_workdir ();
+  test_remove_dir (workdir);
   ae_model_free (tiny);
   g_free (tiny_path);
   g_free (trunc_path);
