@@ -176,6 +176,10 @@ conv_forward (const layer_ctx *c, const float *x, float *y)
   const ae_layer *l = c->l;
   conv_geom g = conv_geometry (c);
   const float *w = c->m->params + l->w_off;
+  if (!is_pointwise (l) && ae_direct_conv_fits (&g)) {
+    ae_direct_conv (&g, l->out_c, w, c->m->params + l->b_off, x, y, c->s->col);
+    return;
+  }
   size_t rows = (size_t) g.c * g.k * g.k, total = (size_t) g.n * g.oh * g.ow;
   size_t chunk = ae_col_chunk (rows, total, c->s->col_budget);
   for (size_t j0 = 0; j0 < total; j0 += chunk) {
@@ -385,6 +389,17 @@ ae_session_kl (const ae_session *s)
   return kl;
 }
 
+/* ---- Residual: y = x + the model's input -------------------------------------- */
+
+static void
+residual_forward (const layer_ctx *c, const float *x, float *y)
+{
+  const float *in = c->s->net_in;
+  size_t n = (size_t) c->n * c->in[0] * plane_of (c->in);
+  for (size_t i = 0; i < n; i++)
+    y[i] = x[i] + in[i];
+}
+
 /* ---- Dispatch ---------------------------------------------------------------------- */
 
 void
@@ -408,6 +423,9 @@ layer_forward (const layer_ctx *c, const float *x, float *y)
     break;
   case LAYER_ACT:
     memcpy (y, x, (size_t) c->n * c->in[0] * plane_of (c->in) * sizeof (float));
+    break;
+  case LAYER_RESIDUAL:
+    residual_forward (c, x, y);
     break;
   }
 }
@@ -434,6 +452,7 @@ layer_backward (const layer_ctx *c, const float *x, const float *y, const float 
     sample_backward (c, x, dy, dx);
     break;
   case LAYER_ACT:
+  case LAYER_RESIDUAL: /* the added input is data, not trained: only x gets a gradient */
     if (dx)
       memcpy (dx, dy, (size_t) c->n * c->in[0] * plane_of (c->in) * sizeof (float));
     break;

@@ -14,7 +14,8 @@
 
 static const char *const act_names[] = { "linear", "relu", "lrelu", "sigmoid", "tanh" };
 static const char *const loss_names[] = { "mse", "l1", "bce", "ssim" };
-static const char *const kind_names[] = { "dense", "conv", "deconv", "bn", "act", "sample" };
+static const char *const kind_names[] = { "dense", "conv", "deconv", "bn", "act", "sample",
+                                             "residual" };
 
 const char *
 ae_act_name (ae_act act)
@@ -42,7 +43,7 @@ ae_loss_from_name (const char *name, ae_loss *out)
 const char *
 ae_layer_kind_name (layer_kind kind)
 {
-  return (unsigned) kind < 6 ? kind_names[kind] : "?";
+  return (unsigned) kind < 7 ? kind_names[kind] : "?";
 }
 
 /* Parses a positive decimal integer of at most MAX_DIM. */
@@ -195,6 +196,10 @@ parse_layer (char *tok, ae_layer *l, ae_error *err)
     l->kind = LAYER_SAMPLE;
     return n == 1 ? AE_OK : ae_fail (err, AE_E_ARG, "sample takes no fields");
   }
+  if (strcmp (f[0], "residual") == 0) {
+    l->kind = LAYER_RESIDUAL;
+    return n == 1 ? AE_OK : ae_fail (err, AE_E_ARG, "residual takes no fields");
+  }
   return ae_fail (err, AE_E_ARG, "unknown layer type '%s'", f[0]);
 }
 
@@ -243,7 +248,8 @@ fits (long long v)
 }
 
 ae_status
-ae_layer_out_shape (const ae_layer *l, const int in[3], int out[3], ae_error *err)
+ae_layer_out_shape (const ae_layer *l, const int in[3], const int net_in[3], int out[3],
+                    ae_error *err)
 {
   long long h = in[1], w = in[2];
   switch (l->kind) {
@@ -272,6 +278,13 @@ ae_layer_out_shape (const ae_layer *l, const int in[3], int out[3], ae_error *er
       return ae_fail (err, AE_E_SHAPE, "sample needs an even channel count (mu, log-variance), "
                       "got %d", in[0]);
     out[0] = in[0] / 2;
+    break;
+  case LAYER_RESIDUAL:
+    if (memcmp (in, net_in, 3 * sizeof *in) != 0)
+      return ae_fail (err, AE_E_SHAPE, "residual adds the %dx%dx%d input to a %dx%dx%d map; "
+                      "the shapes must match", net_in[0], net_in[2], net_in[1], in[0], in[2],
+                      in[1]);
+    out[0] = in[0];
     break;
   default:
     out[0] = in[0];

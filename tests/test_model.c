@@ -22,7 +22,7 @@ test_spec_errors (void)
 {
   static const char *const bad[] = {
     "", "conv", "conv:0:3:1:1", "conv:4:3:1:5", "conv:4:3:1:1:swish", "dense", "dense:-3",
-    "dense:12:relu:2x2x2", "pool:2", "bn:relu:extra", "act", "sample:2", "dense:8,,dense:4",
+    "dense:12:relu:2x2x2", "pool:2", "bn:relu:extra", "act", "sample:2", "residual:1", "dense:8,,dense:4",
     "conv:4:3:1:1,dense:99999999999", "deconv:4:99:1:1",
   };
   ae_error err;
@@ -35,6 +35,9 @@ test_spec_errors (void)
   CHECK (m == NULL && err.status == AE_E_SHAPE, "output shape must equal input: %s", err.message);
   m = ae_model_new ("sample,dense:4", 3, 1, 1, 1, &err);
   CHECK (m == NULL, "sample needs an even channel count: %s", err.message);
+  m = ae_model_new ("conv:2:3:1:1,residual", 1, 4, 4, 1, &err);
+  CHECK (m == NULL && strstr (err.message, "residual"), "residual needs the input's shape: %s",
+         err.message);
 }
 
 static void
@@ -118,6 +121,77 @@ test_sessions (void)
   free (one);
   ae_model_free (fc);
   ae_model_free (dn);
+}
+
+/* Stripes on worker threads give the whole frame's result, for any thread
+ * count, with a receptive field wide enough that a short halo would show. */
+static void
+test_stripes (void)
+{
+  ae_error err;
+  ae_model *m = ae_model_new ("conv:6:5:2:2:lrelu,conv:6:3:1:1,bn:tanh,conv:6:3:2:1:lrelu,"
+                              "conv:6:3:1:1:lrelu,deconv:6:4:2:1:lrelu,deconv:2:4:2:1,residual",
+                              2, 16, 16, 3, &err);
+  CHECK (m != NULL, "striped model builds: %s", m ? "ok" : err.message);
+  const int h = 60, w = 20;
+  size_t n = (size_t) 2 * h * w;
+  float *x = malloc (n * sizeof *x);
+  fill_uniform (x, n, 5);
+  ae_session *whole = ae_session_new (m, 1, h, w, &err);
+  const float *ref = ae_session_forward (whole, x);
+  static const int threads[] = { 1, 2, 3, 7, 64 };
+  for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+    ae_stripes *st = ae_stripes_new (m, h, w, threads[t], &err);
+    CHECK (st != NULL, "%d stripes of 20x60: %s", threads[t], st ? "ok" : err.message);
+    if (!st)
+      continue;
+    double diff = 0;
+    for (int pass = 0; pass < 2; pass++) {
+      const float *y = ae_stripes_forward (st, x);
+      for (size_t i = 0; i < n; i++)
+        diff = fmax (diff, fabs (y[i] - ref[i]));
+    }
+    CHECK (diff < 1e-5, "%d threads (%d stripes) equal the whole frame (max diff %.2g)",
+           threads[t], ae_stripes_count (st), diff);
+    ae_stripes_free (st);
+  }
+  CHECK (ae_stripes_new (m, h, w, 0, &err) == NULL && err.status == AE_E_ARG,
+         "0 threads rejected: %s", err.message);
+  CHECK (ae_stripes_new (m, h, w + 2, 2, &err) == NULL && err.status == AE_E_SHAPE,
+         "a width the model cannot take is rejected: %s", err.message);
+  ae_model *dn = ae_model_new ("dense:8,dense:48:sigmoid:3x4x4", 3, 4, 4, 1, &err);
+  ae_stripes *one = ae_stripes_new (dn, 4, 4, 2, &err);
+  CHECK (one && ae_stripes_count (one) == 1, "a dense model runs as one stripe");
+  ae_stripes_free (one);
+  ae_model_free (dn);
+  ae_session_free (whole);
+  free (x);
+  ae_model_free (m);
+}
+
+/* The noise estimate finds the sigma of Gaussian noise on an image with
+ * edges and gradients, and next to nothing on the clean image. */
+static void
+test_noise_sigma (void)
+{
+  const int w = 160, h = 120;
+  float *clean = malloc ((size_t) w * h * sizeof *clean), *noisy = malloc ((size_t) w * h * sizeof *noisy);
+  ae_rng rng;
+  ae_rng_seed (&rng, 9);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      clean[y * w + x] = 0.2f + 0.3f * (float) x / w + ((x / 20 + y / 15) % 2 ? 0.3f : 0.0f);
+  CHECK (ae_noise_sigma (clean, w, h) < 0.002f, "clean image: sigma %.4f", ae_noise_sigma (clean, w, h));
+  static const float sigmas[] = { 0.02f, 0.1f, 0.2f };
+  for (size_t k = 0; k < sizeof sigmas / sizeof sigmas[0]; k++) {
+    for (int i = 0; i < w * h; i++)
+      noisy[i] = clean[i] + sigmas[k] * (float) ae_rng_normal (&rng);
+    float est = ae_noise_sigma (noisy, w, h);
+    CHECK (fabsf (est - sigmas[k]) < 0.1f * sigmas[k], "sigma %.2f estimated as %.4f", sigmas[k], est);
+  }
+  CHECK (ae_noise_sigma (clean, 2, 2) < 0.0f, "a 2x2 plane has no estimate");
+  free (clean);
+  free (noisy);
 }
 
 /* A 2-channel big frame runs chunked im2col; it must equal unchunked. */
@@ -290,6 +364,8 @@ main (void)
   test_presets ();
   test_sessions ();
   test_chunking ();
+  test_stripes ();
+  test_noise_sigma ();
   test_save_load (dir);
   char path[600];
   snprintf (path, sizeof path, "%s/model.aem", dir);
