@@ -118,12 +118,14 @@ fill_band (const conv_geom *g, const float *x, int n, const band *b, float *dst)
 }
 
 typedef void (*band_fn) (const conv_geom *g, const band *b, const float *bandp, const float *w,
-                         const float *bias, int out_c, int n, float *y);
+                         const float *bias, int out_c, int n, float *y, float act_a,
+                         float act_b);
 
 /* Baseline and AVX2 builds: 8-float vectors, 16-column tiles. */
 #define BAND_KERNEL band_v8
 #define VEC 8
 #define KERNEL_VEC v8
+#define KERNEL_IVEC v8i
 #define KERNEL_TILE tile_v8
 #define KERNEL_TILES tiles_v8
 #define KERNEL_ATTRS MULTIVERSION
@@ -137,6 +139,7 @@ typedef void (*band_fn) (const conv_geom *g, const band *b, const float *bandp, 
 #define BAND_KERNEL band_v16
 #define VEC 16
 #define KERNEL_VEC v16
+#define KERNEL_IVEC v16i
 #define KERNEL_TILE tile_v16
 #define KERNEL_TILES tiles_v16
 #define KERNEL_ATTRS __attribute__ ((target ("arch=x86-64-v4")))
@@ -157,8 +160,8 @@ pick_kernel (void)
 }
 
 void
-ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias,
-                const float *x, float *y, float *scratch)
+ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias, float act_a,
+                float act_b, const float *x, float *y, float *scratch)
 {
   int step = band_height (g);
   band_fn kernel = pick_kernel ();
@@ -167,6 +170,6 @@ ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias
       band b = { oy0, oy0 + step < g->oh ? oy0 + step : g->oh, 0, phase_width (g) };
       b.rows = (b.oy1 - b.oy0 - 1) * g->s + g->k;
       fill_band (g, x, n, &b, scratch);
-      kernel (g, &b, scratch, w, bias, out_c, n, y);
+      kernel (g, &b, scratch, w, bias, out_c, n, y, act_a, act_b);
     }
 }

@@ -36,7 +36,8 @@ typedef enum layer_kind {
   LAYER_BN,
   LAYER_ACT,
   LAYER_SAMPLE,
-  LAYER_RESIDUAL /* adds the model's input: the layers before it learn a correction */
+  LAYER_RESIDUAL, /* adds the model's input: the layers before it learn a correction */
+  LAYER_SHUFFLE   /* depth to space: C*R*R x H x W -> C x RH x RW (R in s) */
 } layer_kind;
 
 typedef struct ae_layer {
@@ -136,12 +137,15 @@ typedef struct layer_ctx {
   int index;
 } layer_ctx;
 
-void layer_forward (const layer_ctx *c, const float *x, float *y);
+/* Returns 1 when the layer's activation is already applied to y. */
+int layer_forward (const layer_ctx *c, const float *x, float *y);
 /* dy: gradient w.r.t. the layer's pre-activation output (act' applied);
  * dx may be NULL for the first layer. */
 void layer_backward (const layer_ctx *c, const float *x, const float *y, const float *dy,
                      float *dx, float *grads);
 void act_forward (ae_act act, float alpha, float *y, size_t n);
+/* The (leaky) ReLU as a*y + b*|y|; 0 for activations not of that form. */
+int act_as_abs_form (ae_act act, float alpha, float *a, float *b);
 void act_backward (ae_act act, float alpha, const float *y, float *g, size_t n);
 
 /* conv.c */
@@ -160,11 +164,11 @@ size_t ae_col_chunk (size_t rows, size_t total_cols, size_t budget);
 
 /* direct.c: convolution without im2col, for forward passes. fits says
  * whether it applies (and pays); scratch is the floats it needs. y gets the
- * bias added. */
+ * bias added, then the activation act_a * y + act_b * |y| (linear: 1, 0). */
 int ae_direct_conv_fits (const conv_geom *g);
 size_t ae_direct_conv_scratch (const conv_geom *g);
-void ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias,
-                     const float *x, float *y, float *scratch);
+void ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias, float act_a,
+                     float act_b, const float *x, float *y, float *scratch);
 
 /* shards.c: data-parallel training steps over `workers` threads. */
 /* pool.c: worker threads running fn (ctx, i) for i < active on each

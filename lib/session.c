@@ -258,8 +258,8 @@ ae_session_run_cnhw (ae_session *s, const float *x, int stop_after)
     const ae_layer *l = &m->layers[i];
     layer_ctx c = context (s, i);
     out = s->training ? s->act[i + 1] : (in == s->ping ? s->pong : s->ping);
-    layer_forward (&c, in, out);
-    act_forward (l->act, l->alpha, out, s->numel[i + 1]);
+    if (!layer_forward (&c, in, out))
+      act_forward (l->act, l->alpha, out, s->numel[i + 1]);
     in = out;
   }
   return out;

@@ -43,6 +43,8 @@ receptive_radius (const ae_model *m)
     } else if (l->kind == LAYER_DECONV) {
       radius += ((reach + l->s - 1) / l->s) * jump;
       jump /= l->s;
+    } else if (l->kind == LAYER_SHUFFLE) {
+      jump /= l->s;
     }
   }
   return (int) radius + 1;

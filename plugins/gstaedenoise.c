@@ -45,7 +45,7 @@
 GST_DEBUG_CATEGORY_STATIC (gst_ae_denoise_debug);
 #define GST_CAT_DEFAULT gst_ae_denoise_debug
 
-#define DEFAULT_RESOURCE "denoise-default.aem"
+#define DEFAULT_PRESET GST_AE_DENOISE_PRESET_FAST
 #define DEFAULT_STRENGTH 1.0
 #define DEFAULT_THREADS 0
 #define DEFAULT_ADAPTIVE TRUE
@@ -61,6 +61,7 @@ enum
   PROP_MODEL,
   PROP_STRENGTH,
   PROP_THREADS,
+  PROP_PRESET,
   PROP_ADAPTIVE,
   PROP_NOISE_LEVEL,
 };
@@ -73,6 +74,7 @@ struct _GstAeDenoise
 
   /* Properties (object lock). */
   gdouble strength;
+  GstAeDenoisePreset preset;
   gboolean adaptive;
   gdouble noise_level; /* last frame's, in levels of 255 */
   gint threads;
@@ -94,6 +96,24 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink", GST
     GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_AE_VIDEO_FORMATS)));
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC,
     GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_AE_VIDEO_FORMATS)));
+
+/* The embedded model of each preset (plugins/models/). */
+static const gchar *const preset_resources[] = { "denoise-default.aem", "denoise-quality.aem" };
+
+GType
+gst_ae_denoise_preset_get_type (void)
+{
+  static gsize id = 0;
+  static const GEnumValue values[] = {
+    { GST_AE_DENOISE_PRESET_FAST, "Real-time model (denoise-default.aem)", "fast" },
+    { GST_AE_DENOISE_PRESET_QUALITY, "Larger, slower, stronger model (denoise-quality.aem)",
+      "quality" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&id))
+    g_once_init_leave (&id, g_enum_register_static ("GstAeDenoisePreset", values));
+  return (GType) id;
+}
 
 #define gst_ae_denoise_parent_class parent_class
 G_DEFINE_TYPE (GstAeDenoise, gst_ae_denoise, GST_TYPE_VIDEO_FILTER);
@@ -260,7 +280,10 @@ gst_ae_denoise_start (GstBaseTransform *trans)
 
   if (!gst_ae_model_slot_load (&self->slot, GST_ELEMENT (self), &error)) {
     gchar *location = gst_ae_model_slot_dup_location (&self->slot);
-    gchar *origin = gst_ae_model_origin (location, DEFAULT_RESOURCE);
+    GST_OBJECT_LOCK (self);
+    const gchar *resource = preset_resources[self->preset];
+    GST_OBJECT_UNLOCK (self);
+    gchar *origin = gst_ae_model_origin (location, resource);
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
                        ("Could not load the denoising model: %s", error->message),
                        ("model: %s", origin));
@@ -389,6 +412,17 @@ set_model (GstAeDenoise *self, const gchar *location)
 }
 
 static void
+set_preset (GstAeDenoise *self, GstAeDenoisePreset preset)
+{
+  GST_OBJECT_LOCK (self);
+  self->preset = preset;
+  gboolean running = self->running;
+  GST_OBJECT_UNLOCK (self);
+  gst_ae_model_slot_set_resource (&self->slot, GST_ELEMENT (self), preset_resources[preset],
+                                  running);
+}
+
+static void
 set_strength (GstAeDenoise *self, gdouble strength)
 {
   GST_OBJECT_LOCK (self);
@@ -415,6 +449,9 @@ gst_ae_denoise_set_property (GObject *object, guint prop_id, const GValue *value
     self->threads = g_value_get_int (value);
     self->threads_pending = TRUE;
     GST_OBJECT_UNLOCK (self);
+    break;
+  case PROP_PRESET:
+    set_preset (self, g_value_get_enum (value));
     break;
   case PROP_ADAPTIVE:
     GST_OBJECT_LOCK (self);
@@ -443,6 +480,11 @@ gst_ae_denoise_get_property (GObject *object, guint prop_id, GValue *value, GPar
   case PROP_THREADS:
     GST_OBJECT_LOCK (self);
     g_value_set_int (value, self->threads);
+    GST_OBJECT_UNLOCK (self);
+    break;
+  case PROP_PRESET:
+    GST_OBJECT_LOCK (self);
+    g_value_set_enum (value, self->preset);
     GST_OBJECT_UNLOCK (self);
     break;
   case PROP_ADAPTIVE:
@@ -493,6 +535,11 @@ install_properties (GObjectClass *oc)
           "core. With more than one, OpenBLAS is set to one thread for the whole process "
           "(its count is process-wide), since stripes use the cores better",
           0, MAX_THREADS, DEFAULT_THREADS, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_PRESET,
+      g_param_spec_enum ("preset", "Preset",
+          "Embedded model used while model is unset: fast (real time at 720p on two cores) "
+          "or quality (several times slower, stronger). Can be changed while PLAYING",
+          GST_TYPE_AE_DENOISE_PRESET, DEFAULT_PRESET, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (oc, PROP_ADAPTIVE,
       g_param_spec_boolean ("adaptive", "Adaptive",
           "Measure each frame's noise level (see noise-level) and scale the strength by it: "
@@ -535,12 +582,15 @@ gst_ae_denoise_class_init (GstAeDenoiseClass *klass)
   bt->transform_ip_on_passthrough = FALSE;
   vf->set_info = GST_DEBUG_FUNCPTR (gst_ae_denoise_set_info);
   vf->transform_frame_ip = GST_DEBUG_FUNCPTR (gst_ae_denoise_transform_frame_ip);
+  gst_type_mark_as_plugin_api (GST_TYPE_AE_DENOISE_PRESET, 0);
 }
 
 static void
 gst_ae_denoise_init (GstAeDenoise *self)
 {
-  gst_ae_model_slot_init (&self->slot, DEFAULT_RESOURCE, gst_ae_denoise_check_model);
+  gst_ae_model_slot_init (&self->slot, preset_resources[DEFAULT_PRESET],
+                          gst_ae_denoise_check_model);
+  self->preset = DEFAULT_PRESET;
   self->strength = DEFAULT_STRENGTH;
   self->threads = DEFAULT_THREADS;
   self->adaptive = DEFAULT_ADAPTIVE;

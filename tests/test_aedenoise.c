@@ -843,6 +843,54 @@ test_threads (void)
   g_rand_free (rng);
 }
 
+/* preset=quality switches the embedded model while playing; starting with
+ * it gives the same frames. */
+static void
+test_preset (void)
+{
+  const gint w = 64, h = 48;
+  const gsize n = (gsize) w * h;
+  guint8 clean[64 * 48], noisy[64 * 48];
+  GRand *rng = g_rand_new_with_seed (13);
+  smooth_image (clean, w, h);
+  add_noise (clean, noisy, n, 25, rng);
+  GstBus *bus;
+  GstHarness *hn = harness_new (&bus, NULL, "GRAY8", w, h);
+  guint8 *fast = denoise_gray (hn, w, h, noisy), *switched = NULL;
+  gst_util_set_object_arg (G_OBJECT (hn->element), "preset", "quality");
+  for (gint i = 0; i < 250 && !switched; i++) {
+    guint8 *out = denoise_gray (hn, w, h, noisy);
+    if (max_abs_diff (out, fast, n) > 0)
+      switched = out;
+    else
+      g_free (out);
+    g_usleep (20000);
+  }
+  CHECK (switched != NULL, "preset=quality while playing changes the model");
+  harness_free (hn, bus);
+
+  GstElement *e = make_element ();
+  gst_util_set_object_arg (G_OBJECT (e), "preset", "quality");
+  gint preset = -1;
+  g_object_get (e, "preset", &preset, NULL);
+  CHECK (preset == 1, "preset reads back quality");
+  hn = gst_harness_new_full (e, &src_templ, "sink", &sink_templ, "src");
+  gst_object_unref (e);
+  bus = gst_bus_new ();
+  gst_element_set_bus (hn->element, bus);
+  gchar *caps = caps_string ("GRAY8", w, h);
+  gst_harness_set_src_caps_str (hn, caps);
+  g_free (caps);
+  guint8 *fresh = denoise_gray (hn, w, h, noisy);
+  CHECK (switched && max_abs_diff (fresh, switched, n) <= 1 && psnr (fresh, clean, n) > psnr (noisy, clean, n),
+         "quality from the start equals the switched output and denoises");
+  harness_free (hn, bus);
+  g_free (fresh);
+  g_free (switched);
+  g_free (fast);
+  g_rand_free (rng);
+}
+
 /* Adaptive strength leaves a clean frame exactly as it is, denoises a
  * noisy one, and reports the measured noise. */
 static void
@@ -897,6 +945,7 @@ static const TestCase tests[] = {
   { "renegotiation", test_renegotiation, TRUE },
   { "threads", test_threads, FALSE },
   { "adaptive", test_adaptive, FALSE },
+  { "preset", test_preset, FALSE },
 };
 
 int

@@ -22,7 +22,7 @@ test_spec_errors (void)
 {
   static const char *const bad[] = {
     "", "conv", "conv:0:3:1:1", "conv:4:3:1:5", "conv:4:3:1:1:swish", "dense", "dense:-3",
-    "dense:12:relu:2x2x2", "pool:2", "bn:relu:extra", "act", "sample:2", "residual:1", "dense:8,,dense:4",
+    "dense:12:relu:2x2x2", "pool:2", "bn:relu:extra", "act", "sample:2", "residual:1", "shuffle", "shuffle:9", "dense:8,,dense:4",
     "conv:4:3:1:1,dense:99999999999", "deconv:4:99:1:1",
   };
   ae_error err;
@@ -129,8 +129,9 @@ static void
 test_stripes (void)
 {
   ae_error err;
-  ae_model *m = ae_model_new ("conv:6:5:2:2:lrelu,conv:6:3:1:1,bn:tanh,conv:6:3:2:1:lrelu,"
-                              "conv:6:3:1:1:lrelu,deconv:6:4:2:1:lrelu,deconv:2:4:2:1,residual",
+  ae_model *m = ae_model_new ("conv:6:5:2:2:lrelu,conv:6:3:1:1,bn:tanh,conv:8:3:2:1:lrelu,"
+                              "conv:8:3:1:1:lrelu,shuffle:2,conv:8:3:1:1:lrelu,shuffle:2,"
+                              "conv:2:3:1:1,residual",
                               2, 16, 16, 3, &err);
   CHECK (m != NULL, "striped model builds: %s", m ? "ok" : err.message);
   const int h = 60, w = 20;
