@@ -73,6 +73,11 @@ typedef enum ae_optimizer {
   AE_OPT_SGD
 } ae_optimizer;
 
+typedef enum ae_lr_schedule {
+  AE_LR_CONSTANT = 0,
+  AE_LR_COSINE /* from lr down to 0 along a half cosine over the epochs */
+} ae_lr_schedule;
+
 const char *ae_act_name (ae_act act);
 const char *ae_loss_name (ae_loss loss);
 int ae_loss_from_name (const char *name, ae_loss *out); /* 1 on success */
@@ -229,6 +234,7 @@ typedef struct ae_train_opts {
   int epochs;           /* 20 */
   int batch;            /* 64 */
   float lr;             /* 1e-3 */
+  ae_lr_schedule lr_schedule; /* constant */
   ae_optimizer optimizer; /* Adam */
   float momentum;       /* SGD momentum, 0.9 */
   float beta1, beta2;   /* Adam, 0.9 / 0.999 */

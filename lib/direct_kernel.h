@@ -1,8 +1,9 @@
 /* The convolution kernel of direct.c, compiled once per vector width:
  * the includer defines BAND_KERNEL (the function's name), VEC (floats per
- * vector) and KERNEL_ATTRS (its target attributes). A tile is TILE_OC
- * output channels by 2 * VEC output columns; each input vector is loaded
- * once per tap and used for all TILE_OC channels. */
+ * vector), KERNEL_OC (output channels per tile: as many as leave the
+ * accumulators in registers) and KERNEL_ATTRS (its target attributes). A
+ * tile is KERNEL_OC output channels by 2 * VEC output columns; each input
+ * vector is loaded once per tap and used for all KERNEL_OC channels. */
 
 typedef float KERNEL_VEC __attribute__ ((vector_size (VEC * 4)));
 typedef int KERNEL_IVEC __attribute__ ((vector_size (VEC * 4)));
@@ -12,12 +13,12 @@ typedef int KERNEL_IVEC __attribute__ ((vector_size (VEC * 4)));
 static inline __attribute__ ((always_inline)) void
 KERNEL_TILE (const conv_geom *g, const band *b, const float *bandp, const float *w,
              const float *bias, int oc, int noc, int oy, int x0, int k, int s, float act_a,
-             float act_b, float out[TILE_OC][2 * VEC])
+             float act_b, float out[KERNEL_OC][2 * VEC])
 {
   const int kk = k * k;
   const size_t ocstride = (size_t) g->c * kk;
-  KERNEL_VEC acc[TILE_OC][2];
-  for (int o = 0; o < TILE_OC; o++)
+  KERNEL_VEC acc[KERNEL_OC][2];
+  for (int o = 0; o < KERNEL_OC; o++)
     acc[o][0] = acc[o][1] = (KERNEL_VEC) { 0 } + (o < noc ? bias[oc + o] : 0.0f);
   for (int ic = 0; ic < g->c; ic++) {
     const float *wk = w + ((size_t) oc * g->c + ic) * kk;
@@ -29,7 +30,7 @@ KERNEL_TILE (const conv_geom *g, const band *b, const float *bandp, const float 
         KERNEL_VEC a0, a1; /* memcpy: unaligned loads */
         memcpy (&a0, p, sizeof a0);
         memcpy (&a1, p + VEC, sizeof a1);
-        for (int o = 0; o < TILE_OC; o++) {
+        for (int o = 0; o < KERNEL_OC; o++) {
           if (o < noc) {
             float wv = wk[o * ocstride + ky * k + kx];
             acc[o][0] += a0 * wv;
@@ -58,13 +59,13 @@ KERNEL_TILES (const conv_geom *g, const band *b, const float *bandp, const float
               const float *bias, int out_c, int n, float *y, int k, int s, float act_a,
               float act_b)
 {
-  float out[TILE_OC][2 * VEC];
-  for (int oc = 0; oc < out_c; oc += TILE_OC) {
-    int noc = out_c - oc < TILE_OC ? out_c - oc : TILE_OC;
+  float out[KERNEL_OC][2 * VEC];
+  for (int oc = 0; oc < out_c; oc += KERNEL_OC) {
+    int noc = out_c - oc < KERNEL_OC ? out_c - oc : KERNEL_OC;
     for (int oy = b->oy0; oy < b->oy1; oy++)
       for (int x0 = 0; x0 < g->ow; x0 += 2 * VEC) {
-        if (noc == TILE_OC)
-          KERNEL_TILE (g, b, bandp, w, bias, oc, TILE_OC, oy, x0, k, s, act_a, act_b, out);
+        if (noc == KERNEL_OC)
+          KERNEL_TILE (g, b, bandp, w, bias, oc, KERNEL_OC, oy, x0, k, s, act_a, act_b, out);
         else
           KERNEL_TILE (g, b, bandp, w, bias, oc, noc, oy, x0, k, s, act_a, act_b, out);
         int len = g->ow - x0 < 2 * VEC ? g->ow - x0 : 2 * VEC;

@@ -360,13 +360,14 @@ denoise_frame (GstAeDenoise *self, GstVideoFrame *frame, gfloat strength, gboole
   gboolean padded = self->luma != NULL;
   float *old = padded ? self->luma : self->input;
   gst_ae_frame_read_luma (frame, old);
-  gdouble level = ae_noise_sigma (old, self->width, self->height);
-  level = level < 0.0 ? -1.0 : 255.0 * level;
-  GST_OBJECT_LOCK (self);
-  self->noise_level = level;
-  GST_OBJECT_UNLOCK (self);
-  if (adaptive)
+  if (adaptive) {
+    gdouble level = ae_noise_sigma (old, self->width, self->height);
+    level = level < 0.0 ? -1.0 : 255.0 * level;
+    GST_OBJECT_LOCK (self);
+    self->noise_level = level;
+    GST_OBJECT_UNLOCK (self);
     strength *= adaptive_gain (level);
+  }
   if (strength <= 0.0f)
     return;
   if (padded)
@@ -549,6 +550,7 @@ install_properties (GObjectClass *oc)
   g_object_class_install_property (oc, PROP_NOISE_LEVEL,
       g_param_spec_double ("noise-level", "Noise level",
           "Standard deviation of the last frame's luma noise in levels of 255, as measured "
+          "while adaptive is on "
           "(robust median estimate: edges and texture barely count); -1: frames under 3x3 "
           "cannot be measured",
           -1.0, 255.0, 0.0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
