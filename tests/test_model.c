@@ -170,6 +170,67 @@ test_stripes (void)
   ae_model_free (m);
 }
 
+/* Forward convolutions (the direct kernel for outputs 8 or more wide)
+ * against the textbook sum, over strides, paddings, kernel sizes, a
+ * channel count that is not a multiple of the tile, partial tiles and a
+ * batch; with leaky ReLU (fused into the kernel) and sigmoid (not fused). */
+static void
+test_direct_conv (void)
+{
+  /* Each conv is followed by a layer restoring the input shape, as every
+   * model must; only layer 0's output is checked. */
+  static const struct { int k, s, p, w; const char *act, *back; } cases[] = {
+    { 3, 1, 1, 37, "lrelu", "conv:3:1:1:0" }, { 5, 1, 2, 40, "linear", "conv:3:1:1:0" },
+    { 3, 1, 0, 19, "relu", "deconv:3:3:1:0" }, { 3, 2, 1, 42, "lrelu", "deconv:3:4:2:1" },
+    { 4, 2, 1, 64, "sigmoid", "deconv:3:4:2:1" }, { 6, 2, 2, 36, "tanh", "deconv:3:4:2:1" },
+    { 3, 1, 1, 80, "lrelu=0.1", "conv:3:1:1:0" }, { 3, 1, 1, 64, "lrelu", "conv:3:1:1:0" },
+  };
+  const int c = 3, oc = 6, h = 12, n = 2;
+  for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+    char spec[96];
+    snprintf (spec, sizeof spec, "conv:%d:%d:%d:%d:%s,%s", oc, cases[t].k, cases[t].s,
+              cases[t].p, cases[t].act, cases[t].back);
+    int w = cases[t].w, k = cases[t].k, st = cases[t].s, pad = cases[t].p;
+    ae_error err;
+    ae_model *m = ae_model_new (spec, c, h, w, 1, &err);
+    CHECK (m != NULL, "%s builds: %s", spec, m ? "ok" : err.message);
+    if (!m)
+      continue;
+    fill_uniform (m->params, m->nparams, 40 + t);
+    for (size_t i = 0; i < m->nparams; i++) /* centred, so no activation saturates */
+      m->params[i] = 0.3f * (m->params[i] - 0.5f);
+    ae_session *s = ae_session_new (m, n, h, w, NULL);
+    size_t in_n = (size_t) n * c * h * w;
+    float *x = malloc (in_n * sizeof *x); /* CNHW */
+    fill_uniform (x, in_n, 50 + t);
+    const float *y = ae_session_run_cnhw (s, x, 0);
+    int oh = (h + 2 * pad - k) / st + 1, ow = (w + 2 * pad - k) / st + 1;
+    double worst = 0;
+    for (int b = 0; b < n; b++)
+      for (int o = 0; o < oc; o++)
+        for (int yy = 0; yy < oh; yy++)
+          for (int xx = 0; xx < ow; xx++) {
+            double sum = m->params[m->layers[0].b_off + o];
+            for (int i = 0; i < c; i++)
+              for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                  int iy = yy * st - pad + ky, ix = xx * st - pad + kx;
+                  if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                    sum += (double) m->params[((o * c + i) * k + ky) * k + kx]
+                           * x[((size_t) (i * n + b) * h + iy) * w + ix];
+                }
+            float want = (float) sum;
+            act_forward (m->layers[0].act, m->layers[0].alpha, &want, 1);
+            double got = y[((size_t) (o * n + b) * oh + yy) * ow + xx];
+            worst = fmax (worst, fabs (got - want));
+          }
+    CHECK (worst < 1e-4, "%s on %d x %dx%dx%d: layer 0 max error %.2g", spec, n, c, w, h, worst);
+    ae_session_free (s);
+    ae_model_free (m);
+    free (x);
+  }
+}
+
 /* The noise estimate finds the sigma of Gaussian noise on an image with
  * edges and gradients, and next to nothing on the clean image. */
 static void
@@ -366,6 +427,7 @@ main (void)
   test_sessions ();
   test_chunking ();
   test_stripes ();
+  test_direct_conv ();
   test_noise_sigma ();
   test_save_load (dir);
   char path[600];
