@@ -208,7 +208,7 @@ void
 ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias, float act_a,
                 float act_b, const float *x, float *y, float *scratch)
 {
-  int wide = have_avx512 ();
+  int wide = have_avx512 () && g->ow >= 48; /* narrower outputs waste most of a 64-column tile */
   if (g->s == 1) {
     row_fn rows = rows_v8;
 #ifdef HAVE_AVX512_KERNEL
