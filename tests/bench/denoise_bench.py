@@ -7,8 +7,10 @@ Every figure is measured here; ratios are taken against anchors measured in
 the same run. The models are inputs (the embedded default and any
 --model FILE): nothing here depends on how aedenoise computes."""
 import argparse
+import io as io_bytes
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -351,13 +353,20 @@ def colour_quality(args, gst, models, images, gray_res, with_opencv):
 
 # ---- Speed ------------------------------------------------------------------------------
 
-def measure_rate(run, seconds, probe, repeats=3):
-    """Frames/s of run(n) -> elapsed s: a probe run sizes runs of about
-    `seconds`, and the best of `repeats` counts (on a shared machine other
-    jobs only ever slow a run down)."""
-    rate = probe / run(probe)
-    n = int(min(3000, max(probe, rate * seconds)))
-    return max(n / run(n) for _ in range(repeats))
+def measure_rates(tasks, seconds, rounds=3):
+    """Frames/s of each task, name -> (run(n) -> elapsed s, probe frames). A
+    probe run sizes each task's runs to about `seconds`; then the tasks run
+    in turn, `rounds` times, and each keeps its best rate: other jobs on a
+    shared machine only slow a run down, and taking turns exposes every
+    method to the same load, so the ratios hold better than the rates."""
+    sizes = {}
+    for name, (run, probe) in tasks.items():
+        sizes[name] = int(min(3000, max(probe, probe / run(probe) * seconds)))
+    rates = dict.fromkeys(tasks, 0.0)
+    for _ in range(rounds):
+        for name, (run, _) in tasks.items():
+            rates[name] = max(rates[name], sizes[name] / run(sizes[name]))
+    return rates
 
 
 def speed_frames(work, w, h, count):
@@ -398,45 +407,46 @@ def gst_source(work, w, h, count, n):
             f"height={h}", "framerate=30/1"]
 
 
-def opencv_rate(luma_frame, sigma, seconds):
-    """OpenCV NLM on the luma plane, in frames/s."""
-    cv2.setNumThreads(THREADS)
-    return measure_rate(lambda n: sum(opencv_nlm(luma_frame, sigma)[1] for _ in range(n)),
-                        seconds, 1)
+def opencv_run(luma_frame, sigma):
+    """OpenCV NLM on the luma plane: run(n) for measure_rates."""
+    return lambda n: sum(opencv_nlm(luma_frame, sigma)[1] for _ in range(n))
 
 
-def torch_rate(net, luma_frame, seconds):
+def torch_run(net, luma_frame):
+    """The network in PyTorch at batch 1 on the luma plane: run(n)."""
     import torch
     x = torch.from_numpy(luma_frame.astype(np.float32)[None, None] / 255.0)
-    with torch.no_grad():
-        net(x)
 
-        def run(n):
+    def run(n):
+        with torch.no_grad():
             t0 = time.perf_counter()
             for _ in range(n):
                 net(x)
             return time.perf_counter() - t0
-        return measure_rate(run, seconds, 2)
+    run(1)  # first call: oneDNN picks and prepares its kernels
+    return run
 
 
-def speed_one_size(args, gst, models, w, h, work):
+def speed_one_size(args, gst, models, torch_nets, w, h, work):
+    """Frames/s of every method on the same w x h I420 frames; at 720p also
+    the PyTorch rebuilds of the models ("pytorch LABEL")."""
     count = 4
     frames = speed_frames(work, w, h, count)
-    sec = args.speed_seconds
-    launch = lambda tail: (lambda n: gst.launch(gst_source(work, w, h, count, n) + tail))
-    rates = {"gst source only": measure_rate(launch(["!", "fakesink"]), sec, 30)}
+    gst_run = lambda tail: (lambda n: gst.launch(gst_source(work, w, h, count, n) + tail))
+    ff_run = lambda vf, luma_only=False: (lambda n: ffmpeg_rate(work, w, h, vf, n, luma_only))
+    tasks = {"gst source only": (gst_run(["!", "fakesink"]), 30)}
     for m in models:
-        rates[m["label"]] = measure_rate(launch(["!", *gst.element(m["prop"]), "!", "fakesink"]),
-                                         sec, 10)
-    rates["ffmpeg source only"] = measure_rate(lambda n: ffmpeg_rate(work, w, h, "null", n), sec, 30)
-    for f in ("hqdn3d", "nlmeans"):
-        probe = 10 if f == "hqdn3d" else 2
-        rates[f] = measure_rate(lambda n: ffmpeg_rate(work, w, h, ffmpeg_filter(f, 25), n), sec, probe)
+        tasks[m["label"]] = (gst_run(["!", *gst.element(m["prop"]), "!", "fakesink"]), 10)
+    tasks["ffmpeg source only"] = (ff_run("null"), 30)
+    tasks["hqdn3d"] = (ff_run(ffmpeg_filter("hqdn3d", 25)), 10)
+    tasks["nlmeans"] = (ff_run(ffmpeg_filter("nlmeans", 25)), 2)
     # ffmpeg filters the chroma planes too; on the luma alone it does less work
-    rates["nlmeans luma only"] = measure_rate(
-        lambda n: ffmpeg_rate(work, w, h, ffmpeg_filter("nlmeans", 25), n, luma_only=True), sec, 2)
-    rates["opencv-nlm"] = opencv_rate(frames[0][0], 25, sec)
-    return rates, frames[0][0]
+    tasks["nlmeans luma only"] = (ff_run(ffmpeg_filter("nlmeans", 25), luma_only=True), 2)
+    tasks["opencv-nlm"] = (opencv_run(frames[0][0], 25), 1)
+    if (w, h) == (1280, 720):
+        for label, t in torch_nets.items():
+            tasks["pytorch " + label] = (torch_run(t["net"], frames[0][0]), 2)
+    return measure_rates(tasks, args.speed_seconds)
 
 
 def print_speed(size, rates, models, extra):
@@ -501,11 +511,10 @@ def sgemm_peak(build):
     return float(m[1])
 
 
-def print_torch_and_gflops(models, torch_nets, rates720, luma720, seconds, peak):
+def print_torch_and_gflops(models, torch_nets, rates720, peak):
     print(f"\n## Same network in PyTorch {__import__('torch').__version__} "
           f"(set_num_threads({THREADS}), batch 1, 1280x720 luma, float32), and achieved GFLOP/s; "
           f"cblas_sgemm 1024^3 peak in this run: {peak:.1f} GFLOP/s")
-    torch_fps = {}
     for m in models:
         t = torch_nets.get(m["label"])
         if not t:
@@ -513,16 +522,14 @@ def print_torch_and_gflops(models, torch_nets, rates720, luma720, seconds, peak)
             continue
         mult = aem.size_multiple(t["model"].layers)
         gflop = t["model"].flops(-(-720 // mult) * mult, -(-1280 // mult) * mult) / 1e9
-        fps_ae, fps_pt = rates720[m["label"]], torch_rate(t["net"], luma720, seconds)
-        torch_fps[m["label"]] = fps_pt
+        fps_ae, fps_pt = rates720[m["label"]], rates720["pytorch " + m["label"]]
         print(f"{m['label']}: {gflop:.2f} GFLOP per 720p frame; aedenoise pipeline {fps_ae:.2f} fps "
               f"= {gflop * fps_ae:.1f} GFLOP/s ({100 * gflop * fps_ae / peak:.0f}% of sgemm peak); "
               f"PyTorch {fps_pt:.2f} fps = {gflop * fps_pt:.1f} GFLOP/s; "
               f"ratio aedenoise / PyTorch = {fps_ae / fps_pt:.2f}x")
-    return torch_fps
 
 
-def print_speed_targets(models, rates720, torch_fps):
+def print_speed_targets(models, rates720):
     """Issue 4's speed targets for the default model, for every model measured."""
     print("\n## Speed targets (1280x720 I420)")
     met = lambda ok: "met" if ok else "NOT met"
@@ -531,8 +538,8 @@ def print_speed_targets(models, rates720, torch_fps):
         nlm = fps / rates720["nlmeans"]
         line = (f"{m['label']}: {fps:.1f} fps >= 30: {met(fps >= 30)}; "
                 f"{nlm:.1f}x ffmpeg nlmeans >= 15x: {met(nlm >= 15)}")
-        if m["label"] in torch_fps:
-            pt = fps / torch_fps[m["label"]]
+        if "pytorch " + m["label"] in rates720:
+            pt = fps / rates720["pytorch " + m["label"]]
             line += f"; {pt:.2f}x PyTorch >= 3x: {met(pt >= 3)}"
         print(line)
 
@@ -543,11 +550,32 @@ DISPLAY_NAMES = {"hqdn3d": "ffmpeg hqdn3d", "nlmeans": "ffmpeg nlmeans", "bm3d":
                  "opencv-nlm": "OpenCV NLM", "noisy": "noisy", "clean": "clean"}
 
 
+def pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_png(fig, path, gray=False):
+    """Renders fig and replaces path with it in one rename (no half-written
+    picture). gray: an 8-bit gray PNG, a quarter of matplotlib's RGBA."""
+    buf = io_bytes.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    data = buf.getvalue()
+    if gray:
+        ok, enc = cv2.imencode(".png", cv2.imdecode(np.frombuffer(data, np.uint8),
+                                                    cv2.IMREAD_GRAYSCALE))
+        data = enc.tobytes() if ok else fail(f"cannot encode {path}")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def plot_psnr_speed(path, res, images, points):
     """Mean gray PSNR at sigma 25 against 720p throughput, one point per method."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     noisy = np.mean([res[(n, 25, "noisy")]["psnr"] for n, _ in images])
     ax.axhline(noisy, color="gray", linestyle="--", linewidth=1)
@@ -561,19 +589,18 @@ def plot_psnr_speed(path, res, images, points):
     ax.axvline(1280 * 720 * 30 / 1e6, color="tab:green", linestyle=":", linewidth=1)
     ax.text(1280 * 720 * 30 / 1e6, noisy + 0.6, " 720p30", color="tab:green")
     ax.set_xscale("log")
+    ax.set_xlim(min(points.values()) / 2, max(points.values()) * 8)  # room for the labels
     ax.set_xlabel("throughput on this 2-core machine, Mpixel/s (log)")
     ax.set_ylabel("PSNR at sigma 25, mean of " + "/".join(n for n, _ in images) + " (dB)")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
 
 
 def crops(path, res, images, labels, box=(64, 192, 160)):
     """Before/after crops at sigma 25, one row per image, one column per method."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     y0, x0, side = box
     cols = ["noisy", *labels, "clean"]
     fig, axes = plt.subplots(len(images), len(cols), figsize=(2.2 * len(cols), 2.7 * len(images)),
@@ -591,7 +618,7 @@ def crops(path, res, images, labels, box=(64, 192, 160)):
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, gray=True)
     plt.close(fig)
 
 
@@ -608,7 +635,7 @@ def parse_args():
     p.add_argument("--aedenoise-opts", default="", help="extra aedenoise properties, e.g. threads=2")
     p.add_argument("--pictures", metavar="DIR", help="write the plot and the crops (PNG) here")
     p.add_argument("--speed-seconds", type=float, default=3.0,
-                   help="length of each timed run (the best of 3 counts)")
+                   help="length of each timed run (the best of 3 rounds counts)")
     p.add_argument("--bm3d-budget", type=float, default=300.0,
                    help="seconds ffmpeg bm3d may take over all images and sigmas")
     p.add_argument("--calibrate", action="store_true",
@@ -618,6 +645,17 @@ def parse_args():
     a = p.parse_args()
     a.sigmas = [25] if a.self_test else list(SIGMAS)
     return a
+
+
+def check_tools():
+    missing = [t for t in ("ffmpeg",) if not shutil.which(t)]
+    for module in ("torch", "matplotlib"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append("python3-" + module)
+    if missing:
+        fail(f"missing {', '.join(missing)}: run tools/setup.sh --bench")
 
 
 def model_entries(args):
@@ -672,6 +710,42 @@ def bm3d_mpix(res):
     return sum(r["out"].size for r in runs) / sum(r["seconds"] for r in runs) / 1e6
 
 
+def write_pictures(folder, res, images, models, rates720, bm3d):
+    os.makedirs(folder, exist_ok=True)
+    mpix = 1280 * 720 / 1e6
+    points = {k: rates720[k] * mpix for k in ("hqdn3d", "nlmeans", "opencv-nlm")}
+    points.update({m["label"]: rates720[m["label"]] * mpix for m in models})
+    points["bm3d"] = bm3d
+    plot = os.path.join(folder, "denoise-psnr-speed.png")
+    plot_psnr_speed(plot, res, images, points)
+    crop = os.path.join(folder, "denoise-crops.png")
+    crops(crop, res, images[:2], ["opencv-nlm", "bm3d", *(m["label"] for m in models)])
+    print(f"\n# pictures: {plot}, {crop}")
+
+
+def full_run(args, gst, work):
+    models = model_entries(args)
+    torch_nets = {m["label"]: torch_check(gst, m) for m in models}
+    peak = sgemm_peak(args.build)
+    images = [(n, load_image(n)) for n in ("camera", "astronaut", "coffee")]
+    methods = ["noisy", *(m["label"] for m in models), "hqdn3d", "nlmeans", "bm3d", "opencv-nlm"]
+    res = gray_quality(args, gst, models, images, methods)
+    print_gray_table(res, images, args.sigmas, methods)
+    print_gray_targets(res, images, models)
+    colour_quality(args, gst, models, images, res, with_opencv=True)
+    bm3d = bm3d_mpix(res)
+    rates = {size: speed_one_size(args, gst, models, torch_nets, *size, work)
+             for size in ((1280, 720), (1920, 1080))}
+    for size, r in rates.items():
+        print_speed(size, r, models,
+                    {"bm3d (gray stills, see quality runs)": bm3d / (size[0] * size[1] / 1e6)})
+    rates720 = rates[(1280, 720)]
+    print_torch_and_gflops(models, torch_nets, rates720, peak)
+    print_speed_targets(models, rates720)
+    if args.pictures:
+        write_pictures(args.pictures, res, images, models, rates720, bm3d)
+
+
 def main():
     args = parse_args()
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
@@ -680,39 +754,10 @@ def main():
         gst = Gst(work, args.aedenoise_opts)
         if args.self_test:
             return self_test(args, gst)
+        check_tools()
         if args.calibrate:
             return calibrate(args)
-        models = model_entries(args)
-        torch_nets = {m["label"]: torch_check(gst, m) for m in models}
-        peak = sgemm_peak(args.build)
-        images = [(n, load_image(n)) for n in ("camera", "astronaut", "coffee")]
-        methods = ["noisy", *(m["label"] for m in models), "hqdn3d", "nlmeans", "bm3d", "opencv-nlm"]
-        res = gray_quality(args, gst, models, images, methods)
-        print_gray_table(res, images, args.sigmas, methods)
-        print_gray_targets(res, images, models)
-        colour_quality(args, gst, models, images, res, with_opencv=True)
-        bm3d = bm3d_mpix(res)
-        speeds = {}
-        for size in ((1280, 720), (1920, 1080)):
-            rates, luma_frame = speed_one_size(args, gst, models, *size, work)
-            speeds[size] = (rates, luma_frame)
-            extra = {"bm3d (gray stills, see quality runs)": bm3d / (size[0] * size[1] / 1e6)}
-            print_speed(size, rates, models, extra)
-        rates720, luma720 = speeds[(1280, 720)]
-        torch_fps = print_torch_and_gflops(models, torch_nets, rates720, luma720,
-                                           args.speed_seconds, peak)
-        print_speed_targets(models, rates720, torch_fps)
-        if args.pictures:
-            os.makedirs(args.pictures, exist_ok=True)
-            mpix = 1280 * 720 / 1e6
-            points = {k: rates720[k] * mpix for k in ("hqdn3d", "nlmeans", "opencv-nlm")}
-            points.update({m["label"]: rates720[m["label"]] * mpix for m in models})
-            points["bm3d"] = bm3d
-            plot = os.path.join(args.pictures, "denoise-psnr-speed.png")
-            plot_psnr_speed(plot, res, images, points)
-            crop = os.path.join(args.pictures, "denoise-crops.png")
-            crops(crop, res, images[:2], ["opencv-nlm", "bm3d", *(m["label"] for m in models)])
-            print(f"\n# pictures: {plot}, {crop}")
+        full_run(args, gst, work)
     print(f"\n# total {time.perf_counter() - t_start:.0f} s; load average at the end "
           f"{os.getloadavg()[0]:.2f} (at the start {load_start:.2f}) on {os.cpu_count()} cores")
 
