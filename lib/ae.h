@@ -73,6 +73,11 @@ typedef enum ae_optimizer {
   AE_OPT_SGD
 } ae_optimizer;
 
+typedef enum ae_lr_schedule {
+  AE_LR_CONSTANT = 0,
+  AE_LR_COSINE /* from lr down to 0 along a half cosine over the epochs */
+} ae_lr_schedule;
+
 const char *ae_act_name (ae_act act);
 const char *ae_loss_name (ae_loss loss);
 int ae_loss_from_name (const char *name, ae_loss *out); /* 1 on success */
@@ -161,6 +166,35 @@ const float *ae_session_forward (ae_session *s, const float *input);
 const float *ae_session_encode (ae_session *s, const float *input);
 size_t ae_session_latent_size (const ae_session *s);
 
+/* ---- Noise level ------------------------------------------------------------ */
+
+/* Standard deviation of additive white noise in a width x height plane, in
+ * the plane's units: the median absolute residual of a 3x3 mask that
+ * cancels locally linear content, over 0.6745. Robust to edges and
+ * texture, which are outliers to the median; clean photos measure about
+ * 1-2 levels of 255, strong texture (grass) up to 10. -1 when the plane is
+ * under 3x3 (no estimate). Never allocates. */
+float ae_noise_sigma (const float *plane, int width, int height);
+
+/* ---- Frame stripes on worker threads -------------------------------------- */
+
+/* Runs a model over one height x width frame split into horizontal stripes,
+ * one per thread, each computed with enough overlapping rows that the result
+ * matches ae_session_forward on the whole frame (to float rounding). Made
+ * for live video on several cores, where it beats OpenBLAS's own threads;
+ * call ae_set_blas_threads (1) so the stripes do not compete for cores.
+ * Models with dense layers, and frames too short to split, run as one
+ * stripe (ae_stripes_count says how many). Sizes follow ae_session_new. */
+typedef struct ae_stripes ae_stripes;
+
+ae_stripes *ae_stripes_new (const ae_model *model, int height, int width, int threads,
+                            ae_error *err);
+int ae_stripes_count (const ae_stripes *s);
+/* The reconstruction of one C x H x W frame; owned by `s`, valid until the
+ * next call. Never allocates. */
+const float *ae_stripes_forward (ae_stripes *s, const float *input);
+void ae_stripes_free (ae_stripes *s);
+
 /* ---- Losses and maps ------------------------------------------------------ */
 
 /* Per-pixel anomaly map (H*W floats) of one C x H x W image and its
@@ -200,6 +234,7 @@ typedef struct ae_train_opts {
   int epochs;           /* 20 */
   int batch;            /* 64 */
   float lr;             /* 1e-3 */
+  ae_lr_schedule lr_schedule; /* constant */
   ae_optimizer optimizer; /* Adam */
   float momentum;       /* SGD momentum, 0.9 */
   float beta1, beta2;   /* Adam, 0.9 / 0.999 */

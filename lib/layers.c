@@ -16,22 +16,41 @@ plane_of (const int s[3])
 
 /* ---- Activations -------------------------------------------------------------- */
 
+/* (Leaky) ReLU as a*y + b*|y|: any form with a select lets the compiler
+ * turn the in-place update into a conditional store, whose branch random
+ * signs mispredict and which does not vectorise. Exact for ReLU (halving
+ * is exact); within one rounding of alpha*y or y for leaky ReLU. */
+int
+act_as_abs_form (ae_act act, float alpha, float *a, float *b)
+{
+  switch (act) {
+  case AE_ACT_LINEAR:
+    *a = 1.0f;
+    *b = 0.0f;
+    return 1;
+  case AE_ACT_RELU:
+    *a = *b = 0.5f;
+    return 1;
+  case AE_ACT_LRELU:
+    *a = 0.5f * (1.0f + alpha);
+    *b = 0.5f * (1.0f - alpha);
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 void
 act_forward (ae_act act, float alpha, float *y, size_t n)
 {
+  float a, b;
   switch (act) {
-  /* (Leaky) ReLU as a*y + b*|y|: any form with a select lets the compiler
-   * turn the in-place update into a conditional store, whose branch random
-   * signs mispredict and which does not vectorise. Exact for ReLU (halving
-   * is exact); within one rounding of alpha*y or y for leaky ReLU. */
   case AE_ACT_RELU:
-  case AE_ACT_LRELU: {
-    float a = act == AE_ACT_RELU ? 0.5f : 0.5f * (1.0f + alpha);
-    float b = act == AE_ACT_RELU ? 0.5f : 0.5f * (1.0f - alpha);
+  case AE_ACT_LRELU:
+    act_as_abs_form (act, alpha, &a, &b);
     for (size_t i = 0; i < n; i++)
       y[i] = a * y[i] + b * fabsf (y[i]);
     break;
-  }
   case AE_ACT_SIGMOID:
     for (size_t i = 0; i < n; i++)
       y[i] = 1.0f / (1.0f + expf (-y[i]));
@@ -170,12 +189,21 @@ deconv_geometry (const layer_ctx *c)
   return g;
 }
 
-static void
+/* Returns 1 when it also applied the layer's activation (direct kernel). */
+static int
 conv_forward (const layer_ctx *c, const float *x, float *y)
 {
   const ae_layer *l = c->l;
   conv_geom g = conv_geometry (c);
   const float *w = c->m->params + l->w_off;
+  if (!is_pointwise (l) && ae_direct_conv_fits (&g)) {
+    float a = 1.0f, b = 0.0f;
+    int fused = act_as_abs_form (l->act, l->alpha, &a, &b);
+    if (!fused)
+      a = 1.0f, b = 0.0f;
+    ae_direct_conv (&g, l->out_c, w, c->m->params + l->b_off, a, b, x, y, c->s->col);
+    return fused;
+  }
   size_t rows = (size_t) g.c * g.k * g.k, total = (size_t) g.n * g.oh * g.ow;
   size_t chunk = ae_col_chunk (rows, total, c->s->col_budget);
   for (size_t j0 = 0; j0 < total; j0 += chunk) {
@@ -191,6 +219,7 @@ conv_forward (const layer_ctx *c, const float *x, float *y)
                  w, (int) rows, b, (int) ldb, 0.0f, y + j0, (int) total);
   }
   add_channel_bias (y, c->m->params + l->b_off, l->out_c, total);
+  return 0;
 }
 
 static void
@@ -385,9 +414,47 @@ ae_session_kl (const ae_session *s)
   return kl;
 }
 
+/* ---- Shuffle (depth to space, as PyTorch's pixel_shuffle) ----------------------- *
+ * Output (c, y * R + i, x * R + j) is input channel c * R * R + i * R + j at
+ * (y, x). Backward is the same walk with the copy reversed. */
+
+static void
+shuffle_walk (const layer_ctx *c, float *x, float *y, int to_output)
+{
+  int r = c->l->s, ih = c->in[1], iw = c->in[2];
+  size_t in_plane = plane_of (c->in), out_plane = plane_of (c->out);
+  for (int oc = 0; oc < c->out[0]; oc++)
+    for (int n = 0; n < c->n; n++)
+      for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++) {
+          float *src = x + ((size_t) (oc * r * r + i * r + j) * c->n + n) * in_plane;
+          float *dst = y + ((size_t) oc * c->n + n) * out_plane + (size_t) i * iw * r + j;
+          for (int yy = 0; yy < ih; yy++)
+            for (int xx = 0; xx < iw; xx++) {
+              float *o = dst + (size_t) yy * r * iw * r + (size_t) xx * r;
+              float *v = src + (size_t) yy * iw + xx;
+              if (to_output)
+                *o = *v;
+              else
+                *v = *o;
+            }
+        }
+}
+
+/* ---- Residual: y = x + the model's input -------------------------------------- */
+
+static void
+residual_forward (const layer_ctx *c, const float *x, float *y)
+{
+  const float *in = c->s->net_in;
+  size_t n = (size_t) c->n * c->in[0] * plane_of (c->in);
+  for (size_t i = 0; i < n; i++)
+    y[i] = x[i] + in[i];
+}
+
 /* ---- Dispatch ---------------------------------------------------------------------- */
 
-void
+int
 layer_forward (const layer_ctx *c, const float *x, float *y)
 {
   switch (c->l->kind) {
@@ -395,8 +462,7 @@ layer_forward (const layer_ctx *c, const float *x, float *y)
     dense_forward (c, x, y);
     break;
   case LAYER_CONV:
-    conv_forward (c, x, y);
-    break;
+    return conv_forward (c, x, y);
   case LAYER_DECONV:
     deconv_forward (c, x, y);
     break;
@@ -409,7 +475,14 @@ layer_forward (const layer_ctx *c, const float *x, float *y)
   case LAYER_ACT:
     memcpy (y, x, (size_t) c->n * c->in[0] * plane_of (c->in) * sizeof (float));
     break;
+  case LAYER_RESIDUAL:
+    residual_forward (c, x, y);
+    break;
+  case LAYER_SHUFFLE:
+    shuffle_walk (c, (float *) x, y, 1); /* reads x only */
+    break;
   }
+  return 0;
 }
 
 void
@@ -433,7 +506,12 @@ layer_backward (const layer_ctx *c, const float *x, const float *y, const float 
   case LAYER_SAMPLE:
     sample_backward (c, x, dy, dx);
     break;
+  case LAYER_SHUFFLE:
+    if (dx)
+      shuffle_walk (c, dx, (float *) dy, 0); /* writes dx only */
+    break;
   case LAYER_ACT:
+  case LAYER_RESIDUAL: /* the added input is data, not trained: only x gets a gradient */
     if (dx)
       memcpy (dx, dy, (size_t) c->n * c->in[0] * plane_of (c->in) * sizeof (float));
     break;

@@ -47,13 +47,14 @@ static ae_status
 assign_shapes_and_offsets (ae_model *m, ae_error *err)
 {
   int shape[3] = { m->in_c, m->in_h, m->in_w };
+  const int net_in[3] = { m->in_c, m->in_h, m->in_w };
   size_t off = 0, stat = 0;
   m->fully_conv = 1;
   for (int i = 0; i < m->nlayers; i++) {
     ae_layer *l = &m->layers[i];
     memcpy (l->in, shape, sizeof shape);
     ae_error why = { AE_OK, "" };
-    ae_status st = ae_layer_out_shape (l, l->in, l->out, &why);
+    ae_status st = ae_layer_out_shape (l, l->in, net_in, l->out, &why);
     if (st != AE_OK)
       return ae_fail (err, st, "layer %d (%s): %s", i, ae_layer_kind_name (l->kind), why.message);
     layer_param_counts (l, &l->w_n, &l->b_n);
@@ -250,9 +251,10 @@ size_t
 ae_model_latent_size (const ae_model *m, int height, int width)
 {
   int shape[3] = { m->in_c, height, width };
+  const int net_in[3] = { m->in_c, height, width };
   for (int i = 0; i <= m->latent_layer; i++) {
     int out[3];
-    if (ae_layer_out_shape (&m->layers[i], shape, out, NULL) != AE_OK)
+    if (ae_layer_out_shape (&m->layers[i], shape, net_in, out, NULL) != AE_OK)
       return 0;
     memcpy (shape, out, sizeof out);
   }

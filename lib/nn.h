@@ -35,7 +35,9 @@ typedef enum layer_kind {
   LAYER_DECONV,
   LAYER_BN,
   LAYER_ACT,
-  LAYER_SAMPLE
+  LAYER_SAMPLE,
+  LAYER_RESIDUAL, /* adds the model's input: the layers before it learn a correction */
+  LAYER_SHUFFLE   /* depth to space: C*R*R x H x W -> C x RH x RW (R in s) */
 } layer_kind;
 
 typedef struct ae_layer {
@@ -69,7 +71,9 @@ struct ae_model {
 
 /* spec.c */
 ae_status ae_spec_parse (const char *spec, ae_layer **layers, int *count, ae_error *err);
-ae_status ae_layer_out_shape (const ae_layer *l, const int in[3], int out[3], ae_error *err);
+/* net_in: the model's input shape, which a residual layer's input must match. */
+ae_status ae_layer_out_shape (const ae_layer *l, const int in[3], const int net_in[3], int out[3],
+                              ae_error *err);
 const char *ae_layer_kind_name (layer_kind kind);
 
 /* model.c */
@@ -108,6 +112,7 @@ struct ae_session {
   float *stats;         /* where BN running statistics are updated (training) */
   ae_rng rng;           /* VAE sampling noise (training) */
   float kl_scale;       /* d(loss)/d(KL sum) for the backward pass */
+  const float *net_in;  /* CNHW input of the current forward (residual layers) */
 };
 
 ae_session *ae_session_new_mode (const ae_model *m, int batch, int h, int w, int training,
@@ -132,12 +137,15 @@ typedef struct layer_ctx {
   int index;
 } layer_ctx;
 
-void layer_forward (const layer_ctx *c, const float *x, float *y);
+/* Returns 1 when the layer's activation is already applied to y. */
+int layer_forward (const layer_ctx *c, const float *x, float *y);
 /* dy: gradient w.r.t. the layer's pre-activation output (act' applied);
  * dx may be NULL for the first layer. */
 void layer_backward (const layer_ctx *c, const float *x, const float *y, const float *dy,
                      float *dx, float *grads);
 void act_forward (ae_act act, float alpha, float *y, size_t n);
+/* The (leaky) ReLU as a*y + b*|y|; 0 for activations not of that form. */
+int act_as_abs_form (ae_act act, float alpha, float *a, float *b);
 void act_backward (ae_act act, float alpha, const float *y, float *g, size_t n);
 
 /* conv.c */
@@ -154,7 +162,24 @@ void ae_col2im (const conv_geom *g, const float *col, size_t j0, size_t j1, floa
 size_t ae_col_chunk (size_t rows, size_t total_cols, size_t budget);
 #define AE_COL_BUDGET ((size_t) 1 << 20)
 
+/* direct.c: convolution without im2col, for forward passes. fits says
+ * whether it applies (and pays); scratch is the floats it needs. y gets the
+ * bias added, then the activation act_a * y + act_b * |y| (linear: 1, 0). */
+int ae_direct_conv_fits (const conv_geom *g);
+size_t ae_direct_conv_scratch (const conv_geom *g);
+void ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias, float act_a,
+                     float act_b, const float *x, float *y, float *scratch);
+
 /* shards.c: data-parallel training steps over `workers` threads. */
+/* pool.c: worker threads running fn (ctx, i) for i < active on each
+ * ae_pool_run; i = 0 on the caller's thread. */
+typedef void (*ae_pool_fn) (void *ctx, int index);
+typedef struct ae_pool ae_pool;
+ae_pool *ae_pool_new (int threads, ae_pool_fn fn, void *ctx, ae_error *err);
+int ae_pool_size (const ae_pool *p);
+void ae_pool_run (ae_pool *p, int active);
+void ae_pool_free (ae_pool *p);
+
 typedef struct ae_shards ae_shards;
 ae_shards *ae_shards_new (ae_model *m, int workers, int batch, int h, int w, ae_loss loss,
                           int window, uint64_t seed, ae_error *err);

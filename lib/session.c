@@ -62,7 +62,7 @@ infer_shapes (const ae_model *m, int h, int w, int (*shape)[3], ae_error *err)
       return ae_fail (err, AE_E_SHAPE, "this model takes only %dx%d frames (dense layer %d), "
                       "got %dx%d", m->in_w, m->in_h, i, w, h);
     ae_error why;
-    if (ae_layer_out_shape (l, shape[i], shape[i + 1], &why) != AE_OK)
+    if (ae_layer_out_shape (l, shape[i], shape[0], shape[i + 1], &why) != AE_OK)
       return ae_fail (err, AE_E_SHAPE, "%dx%d frames do not fit layer %d: %s", w, h, i,
                       why.message);
   }
@@ -93,6 +93,9 @@ measure_work (const ae_model *m, int n, int (*shape)[3])
     if (l->kind == LAYER_CONV) {
       rows = (size_t) in[0] * l->k * l->k;
       total = (size_t) n * out[1] * out[2];
+      conv_geom g = { in[0], in[1], in[2], l->k, l->s, l->p, out[1], out[2], n };
+      if (ae_direct_conv_fits (&g) && ae_direct_conv_scratch (&g) > ws.col)
+        ws.col = ae_direct_conv_scratch (&g);
     } else if (l->kind == LAYER_DECONV) {
       rows = (size_t) out[0] * l->k * l->k;
       total = (size_t) n * in[1] * in[2];
@@ -250,12 +253,13 @@ ae_session_run_cnhw (ae_session *s, const float *x, int stop_after)
   int last = stop_after < 0 ? m->nlayers - 1 : stop_after;
   const float *in = x;
   float *out = NULL;
+  s->net_in = x;
   for (int i = 0; i <= last; i++) {
     const ae_layer *l = &m->layers[i];
     layer_ctx c = context (s, i);
     out = s->training ? s->act[i + 1] : (in == s->ping ? s->pong : s->ping);
-    layer_forward (&c, in, out);
-    act_forward (l->act, l->alpha, out, s->numel[i + 1]);
+    if (!layer_forward (&c, in, out))
+      act_forward (l->act, l->alpha, out, s->numel[i + 1]);
     in = out;
   }
   return out;

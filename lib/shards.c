@@ -10,7 +10,6 @@
  * does. With one worker there are no threads at all. */
 #include "nn.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +19,6 @@ typedef struct shard {
   int n;          /* samples this step */
   float weight;   /* n / batch: this shard's share of the batch mean */
   double loss;
-  pthread_t thread;
-  int started;
 } shard;
 
 struct ae_shards {
@@ -31,10 +28,7 @@ struct ae_shards {
   int count, active;
   float kl_scale;
   shard *v;
-  pthread_mutex_t mu;
-  pthread_cond_t go, done;
-  unsigned generation;
-  int pending, quit;
+  ae_pool *pool;
 };
 
 static void
@@ -52,35 +46,11 @@ shard_step (ae_shards *p, shard *w)
   ae_session_backward (s, w->gout, w->grads, p->kl_scale);
 }
 
-typedef struct worker_arg {
-  ae_shards *p;
-  int index;
-} worker_arg;
-
-static void *
-worker_main (void *arg)
+static void
+run_shard (void *ctx, int index)
 {
-  ae_shards *p = ((worker_arg *) arg)->p;
-  shard *w = &p->v[((worker_arg *) arg)->index];
-  int index = ((worker_arg *) arg)->index;
-  free (arg);
-  unsigned seen = 0;
-  for (;;) {
-    pthread_mutex_lock (&p->mu);
-    while (p->generation == seen && !p->quit)
-      pthread_cond_wait (&p->go, &p->mu);
-    seen = p->generation;
-    int quit = p->quit, busy = index < p->active;
-    pthread_mutex_unlock (&p->mu);
-    if (quit)
-      return NULL;
-    if (busy)
-      shard_step (p, w);
-    pthread_mutex_lock (&p->mu);
-    if (--p->pending == 0)
-      pthread_cond_signal (&p->done);
-    pthread_mutex_unlock (&p->mu);
-  }
+  ae_shards *p = ctx;
+  shard_step (p, &p->v[index]);
 }
 
 static ae_status
@@ -107,24 +77,6 @@ shard_init (ae_shards *p, shard *w, int k, int capacity, int h, int ww, uint64_t
   return AE_OK;
 }
 
-static ae_status
-start_threads (ae_shards *p, ae_error *err)
-{
-  for (int k = 1; k < p->count; k++) {
-    worker_arg *a = malloc (sizeof *a);
-    if (!a)
-      return ae_fail (err, AE_E_NOMEM, "out of memory");
-    a->p = p;
-    a->index = k;
-    if (pthread_create (&p->v[k].thread, NULL, worker_main, a) != 0) {
-      free (a);
-      return ae_fail (err, AE_E_NOMEM, "cannot start training thread %d", k);
-    }
-    p->v[k].started = 1;
-  }
-  return AE_OK;
-}
-
 ae_shards *
 ae_shards_new (ae_model *m, int workers, int batch, int h, int w, ae_loss loss, int window,
                uint64_t seed, ae_error *err)
@@ -141,15 +93,12 @@ ae_shards_new (ae_model *m, int workers, int batch, int h, int w, ae_loss loss, 
   p->loss = loss;
   p->window = window;
   p->count = workers;
-  pthread_mutex_init (&p->mu, NULL);
-  pthread_cond_init (&p->go, NULL);
-  pthread_cond_init (&p->done, NULL);
   int capacity = (batch + workers - 1) / workers;
   ae_status st = AE_OK;
   for (int k = 0; st == AE_OK && k < workers; k++)
     st = shard_init (p, &p->v[k], k, capacity, h, w, seed, err);
-  if (st == AE_OK)
-    st = start_threads (p, err);
+  if (st == AE_OK && !(p->pool = ae_pool_new (workers, run_shard, p, err)))
+    st = AE_E_NOMEM;
   if (st != AE_OK) {
     ae_shards_free (p);
     return NULL;
@@ -162,14 +111,9 @@ ae_shards_free (ae_shards *p)
 {
   if (!p)
     return;
-  pthread_mutex_lock (&p->mu);
-  p->quit = 1;
-  pthread_cond_broadcast (&p->go);
-  pthread_mutex_unlock (&p->mu);
+  ae_pool_free (p->pool);
   for (int k = 0; k < p->count; k++) {
     shard *w = &p->v[k];
-    if (w->started)
-      pthread_join (w->thread, NULL);
     ae_session_free (w->s);
     if (k)
       free (w->stats);
@@ -178,9 +122,6 @@ ae_shards_free (ae_shards *p)
     free (w->gout);
     free (w->scratch);
   }
-  pthread_mutex_destroy (&p->mu);
-  pthread_cond_destroy (&p->go);
-  pthread_cond_destroy (&p->done);
   free (p->v);
   free (p);
 }
@@ -228,20 +169,7 @@ double
 ae_shards_step (ae_shards *p, float kl_scale, float *grads)
 {
   p->kl_scale = kl_scale;
-  if (p->count > 1) {
-    pthread_mutex_lock (&p->mu);
-    p->pending = p->count - 1;
-    p->generation++;
-    pthread_cond_broadcast (&p->go);
-    pthread_mutex_unlock (&p->mu);
-  }
-  shard_step (p, &p->v[0]);
-  if (p->count > 1) {
-    pthread_mutex_lock (&p->mu);
-    while (p->pending > 0)
-      pthread_cond_wait (&p->done, &p->mu);
-    pthread_mutex_unlock (&p->mu);
-  }
+  ae_pool_run (p->pool, p->active);
   double loss = 0.0;
   size_t np = p->m->nparams;
   memcpy (grads, p->v[0].grads, np * sizeof (float));

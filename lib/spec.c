@@ -14,7 +14,8 @@
 
 static const char *const act_names[] = { "linear", "relu", "lrelu", "sigmoid", "tanh" };
 static const char *const loss_names[] = { "mse", "l1", "bce", "ssim" };
-static const char *const kind_names[] = { "dense", "conv", "deconv", "bn", "act", "sample" };
+static const char *const kind_names[] = { "dense", "conv", "deconv", "bn", "act", "sample",
+                                             "residual", "shuffle" };
 
 const char *
 ae_act_name (ae_act act)
@@ -42,7 +43,7 @@ ae_loss_from_name (const char *name, ae_loss *out)
 const char *
 ae_layer_kind_name (layer_kind kind)
 {
-  return (unsigned) kind < 6 ? kind_names[kind] : "?";
+  return (unsigned) kind < 8 ? kind_names[kind] : "?";
 }
 
 /* Parses a positive decimal integer of at most MAX_DIM. */
@@ -195,6 +196,18 @@ parse_layer (char *tok, ae_layer *l, ae_error *err)
     l->kind = LAYER_SAMPLE;
     return n == 1 ? AE_OK : ae_fail (err, AE_E_ARG, "sample takes no fields");
   }
+  if (strcmp (f[0], "shuffle") == 0) {
+    l->kind = LAYER_SHUFFLE;
+    if (n < 2 || n > 3 || !parse_dim (f[1], &l->s) || l->s > 8)
+      return ae_fail (err, AE_E_ARG, "shuffle wants shuffle:FACTOR[:ACT], factor 1 to 8");
+    if (n == 3 && !parse_act (f[2], &l->act, &l->alpha))
+      return ae_fail (err, AE_E_ARG, "unknown activation '%s'", f[2]);
+    return AE_OK;
+  }
+  if (strcmp (f[0], "residual") == 0) {
+    l->kind = LAYER_RESIDUAL;
+    return n == 1 ? AE_OK : ae_fail (err, AE_E_ARG, "residual takes no fields");
+  }
   return ae_fail (err, AE_E_ARG, "unknown layer type '%s'", f[0]);
 }
 
@@ -243,7 +256,8 @@ fits (long long v)
 }
 
 ae_status
-ae_layer_out_shape (const ae_layer *l, const int in[3], int out[3], ae_error *err)
+ae_layer_out_shape (const ae_layer *l, const int in[3], const int net_in[3], int out[3],
+                    ae_error *err)
 {
   long long h = in[1], w = in[2];
   switch (l->kind) {
@@ -272,6 +286,23 @@ ae_layer_out_shape (const ae_layer *l, const int in[3], int out[3], ae_error *er
       return ae_fail (err, AE_E_SHAPE, "sample needs an even channel count (mu, log-variance), "
                       "got %d", in[0]);
     out[0] = in[0] / 2;
+    break;
+  case LAYER_SHUFFLE:
+    if (in[0] % (l->s * l->s))
+      return ae_fail (err, AE_E_SHAPE, "shuffle:%d needs a multiple of %d channels, got %d", l->s,
+                      l->s * l->s, in[0]);
+    h *= l->s;
+    w *= l->s;
+    if (!fits (h) || !fits (w))
+      return ae_fail (err, AE_E_SHAPE, "shuffle output of a %dx%d input is too large", in[2], in[1]);
+    out[0] = in[0] / (l->s * l->s);
+    break;
+  case LAYER_RESIDUAL:
+    if (memcmp (in, net_in, 3 * sizeof *in) != 0)
+      return ae_fail (err, AE_E_SHAPE, "residual adds the %dx%dx%d input to a %dx%dx%d map; "
+                      "the shapes must match", net_in[0], net_in[2], net_in[1], in[0], in[2],
+                      in[1]);
+    out[0] = in[0];
     break;
   default:
     out[0] = in[0];

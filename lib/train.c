@@ -86,6 +86,7 @@ typedef struct trainer {
   float *target, *gout, *loss_scratch;
   ae_rng rng;
   long step;
+  float lr; /* this epoch's learning rate */
   int h, w; /* sample size seen by the network: the crop, or the frame */
 } trainer;
 
@@ -114,6 +115,7 @@ check_inputs (const ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae
   if (d->channels != m->in_c)
     return ae_fail (err, AE_E_SHAPE, "data has %d channels, the model %d", d->channels, m->in_c);
   if (o->epochs <= 0 || o->batch <= 0 || !(o->lr > 0.0f) || !(o->val_split >= 0.0f)
+      || (unsigned) o->lr_schedule > AE_LR_COSINE
       || o->val_split >= 1.0f || o->noise_min < 0.0f || o->noise_max < o->noise_min
       || o->weight_decay < 0.0f || o->clip_norm < 0.0f || o->patience < 0 || o->repeat < 1
       || o->threads < 0 || o->threads > 256)
@@ -271,18 +273,28 @@ optimizer_step (trainer *t)
   if (o->optimizer == AE_OPT_SGD) {
     for (size_t i = 0; i < n; i++) {
       t->mom1[i] = o->momentum * t->mom1[i] + g[i];
-      p[i] -= o->lr * t->mom1[i];
+      p[i] -= t->lr * t->mom1[i];
     }
     return;
   }
   float b1 = o->beta1, b2 = o->beta2;
   float c1 = 1.0f - powf (b1, (float) t->step), c2 = 1.0f - powf (b2, (float) t->step);
-  float step = o->lr * sqrtf (c2) / c1;
+  float step = t->lr * sqrtf (c2) / c1;
   for (size_t i = 0; i < n; i++) {
     t->mom1[i] = b1 * t->mom1[i] + (1.0f - b1) * g[i];
     t->mom2[i] = b2 * t->mom2[i] + (1.0f - b2) * g[i] * g[i];
     p[i] -= step * t->mom1[i] / (sqrtf (t->mom2[i]) + 1e-8f);
   }
+}
+
+/* The schedule's rate for epoch e (1-based): the half cosine sampled at
+ * the start of each epoch, so the last epoch still has a small rate. */
+static float
+epoch_lr (const ae_train_opts *o, int e)
+{
+  if (o->lr_schedule != AE_LR_COSINE)
+    return o->lr;
+  return (float) (o->lr * 0.5 * (1.0 + cos (M_PI * (e - 1) / o->epochs)));
 }
 
 /* KL weight per unit of KL sum: the reconstruction losses are means over
@@ -406,6 +418,7 @@ ae_train (ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae_train_res
     remember_best (&t);
   for (int e = 1; st == AE_OK && e <= o->epochs; e++) {
     double t0 = now_s (), train_loss = 0.0, val = -1.0;
+    t.lr = epoch_lr (o, e);
     st = train_epoch (&t, &train_loss, err);
     if (st != AE_OK)
       break;

@@ -94,7 +94,10 @@ gst_ae_model_slot_dup_location (GstAeModelSlot *slot)
 static ae_model *
 load_checked (GstAeModelSlot *slot, GstElement *element, const gchar *location, GError **error)
 {
-  ae_model *m = gst_ae_model_load (location, slot->resource, error);
+  g_mutex_lock (&slot->lock);
+  const gchar *resource = slot->resource;
+  g_mutex_unlock (&slot->lock);
+  ae_model *m = gst_ae_model_load (location, resource, error);
   if (m && slot->check && !slot->check (element, m, error)) {
     ae_model_free (m);
     m = NULL;
@@ -154,6 +157,22 @@ gst_ae_model_slot_set_location (GstAeModelSlot *slot, GstElement *element, const
     slot->loader = g_thread_new ("ae-model-load", load_in_background, job);
   }
   g_mutex_unlock (&slot->lock);
+}
+
+void
+gst_ae_model_slot_set_resource (GstAeModelSlot *slot, GstElement *element, const gchar *resource,
+                                gboolean running)
+{
+  g_mutex_lock (&slot->lock);
+  gboolean changed = g_strcmp0 (slot->resource, resource) != 0;
+  gboolean uses_it = !slot->location || !*slot->location;
+  slot->resource = resource;
+  g_mutex_unlock (&slot->lock);
+  if (changed && uses_it) {
+    gchar *location = gst_ae_model_slot_dup_location (slot);
+    gst_ae_model_slot_set_location (slot, element, location, running);
+    g_free (location);
+  }
 }
 
 gboolean

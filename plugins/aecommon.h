@@ -46,6 +46,10 @@ gchar *gst_ae_model_slot_dup_location (GstAeModelSlot *slot);
  * WARNING if the file does not load or fit; the old model stays. */
 void gst_ae_model_slot_set_location (GstAeModelSlot *slot, GstElement *element,
                                      const gchar *location, gboolean running);
+/* Changes the embedded model used while `model` is unset (a static
+ * string); loads it like a new location when it is in use. */
+void gst_ae_model_slot_set_resource (GstAeModelSlot *slot, GstElement *element,
+                                     const gchar *resource, gboolean running);
 /* Loads synchronously (start of stream). On failure posts nothing itself:
  * the caller raises GST_ELEMENT_ERROR with the message. */
 gboolean gst_ae_model_slot_load (GstAeModelSlot *slot, GstElement *element, GError **error);

@@ -45,9 +45,14 @@
 GST_DEBUG_CATEGORY_STATIC (gst_ae_denoise_debug);
 #define GST_CAT_DEFAULT gst_ae_denoise_debug
 
-#define DEFAULT_RESOURCE "denoise-default.aem"
+#define DEFAULT_PRESET GST_AE_DENOISE_PRESET_FAST
 #define DEFAULT_STRENGTH 1.0
 #define DEFAULT_THREADS 0
+#define DEFAULT_ADAPTIVE TRUE
+/* Adaptive strength: off below GATE_LOW levels of measured noise (of 255),
+ * full from GATE_HIGH. Clean photos measure 1-2 levels. */
+#define GATE_LOW 2.0
+#define GATE_HIGH 5.0
 #define MAX_THREADS 256
 
 enum
@@ -56,6 +61,9 @@ enum
   PROP_MODEL,
   PROP_STRENGTH,
   PROP_THREADS,
+  PROP_PRESET,
+  PROP_ADAPTIVE,
+  PROP_NOISE_LEVEL,
 };
 
 struct _GstAeDenoise
@@ -66,8 +74,11 @@ struct _GstAeDenoise
 
   /* Properties (object lock). */
   gdouble strength;
+  GstAeDenoisePreset preset;
+  gboolean adaptive;
+  gdouble noise_level; /* last frame's, in levels of 255 */
   gint threads;
-  gboolean threads_pending; /* applied by the streaming thread */
+  gboolean threads_pending; /* the streaming thread rebuilds its stripes */
   /* Read by the hot-swap check on the loader thread (object lock). */
   gboolean running, have_caps;
   gint caps_width, caps_height;
@@ -75,7 +86,7 @@ struct _GstAeDenoise
   /* Streaming thread. */
   gint width, height; /* frame */
   gint pw, ph;        /* network input: the frame padded to the model's multiple */
-  ae_session *session;
+  ae_stripes *stripes;
   float *input;    /* pw x ph */
   float *luma;     /* width x height, only when padding */
   float *denoised; /* width x height, only when padding */
@@ -85,6 +96,24 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink", GST
     GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_AE_VIDEO_FORMATS)));
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC,
     GST_PAD_ALWAYS, GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (GST_AE_VIDEO_FORMATS)));
+
+/* The embedded model of each preset (plugins/models/). */
+static const gchar *const preset_resources[] = { "denoise-default.aem", "denoise-quality.aem" };
+
+GType
+gst_ae_denoise_preset_get_type (void)
+{
+  static gsize id = 0;
+  static const GEnumValue values[] = {
+    { GST_AE_DENOISE_PRESET_FAST, "Real-time model (denoise-default.aem)", "fast" },
+    { GST_AE_DENOISE_PRESET_QUALITY, "Larger, slower, stronger model (denoise-quality.aem)",
+      "quality" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&id))
+    g_once_init_leave (&id, g_enum_register_static ("GstAeDenoisePreset", values));
+  return (GType) id;
+}
 
 #define gst_ae_denoise_parent_class parent_class
 G_DEFINE_TYPE (GstAeDenoise, gst_ae_denoise, GST_TYPE_VIDEO_FILTER);
@@ -135,8 +164,8 @@ crop_plane (const float *src, gint pw, float *dst, gint w, gint h)
 static void
 release_work (GstAeDenoise *self)
 {
-  ae_session_free (self->session);
-  self->session = NULL;
+  ae_stripes_free (self->stripes);
+  self->stripes = NULL;
   g_clear_pointer (&self->input, g_free);
   g_clear_pointer (&self->luma, g_free);
   g_clear_pointer (&self->denoised, g_free);
@@ -175,7 +204,24 @@ gst_ae_denoise_check_model (GstElement *element, const ae_model *m, GError **err
   return TRUE;
 }
 
-/* Builds the session and float planes for the active model and the
+/* Worker threads for the frame stripes: the property, or one per core.
+ * With several, OpenBLAS goes to one thread (process-wide: it has no
+ * other setting) so that the stripes, not its own threads, use the cores. */
+static gint
+gst_ae_denoise_take_threads (GstAeDenoise *self)
+{
+  GST_OBJECT_LOCK (self);
+  gint threads = self->threads;
+  self->threads_pending = FALSE;
+  GST_OBJECT_UNLOCK (self);
+  if (threads == 0)
+    threads = CLAMP (g_get_num_processors (), 1, MAX_THREADS);
+  if (threads > 1)
+    ae_set_blas_threads (1);
+  return threads;
+}
+
+/* Builds the stripes and float planes for the active model and the
  * negotiated size: the only place that allocates, so frames never do. */
 static gboolean
 gst_ae_denoise_configure (GstAeDenoise *self)
@@ -186,9 +232,10 @@ gst_ae_denoise_configure (GstAeDenoise *self)
   release_work (self);
   if (!m || self->width <= 0)
     return TRUE; /* again when both model and caps are known */
+  gint threads = gst_ae_denoise_take_threads (self);
   network_size (m, self->width, self->height, &self->pw, &self->ph);
-  self->session = ae_session_new (m, 1, self->ph, self->pw, &err);
-  if (!self->session) {
+  self->stripes = ae_stripes_new (m, self->ph, self->pw, threads, &err);
+  if (!self->stripes) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
                        ("The model cannot denoise %dx%d frames: %s", self->width, self->height,
                         err.message), ("model %s", ae_model_spec (m)));
@@ -199,40 +246,28 @@ gst_ae_denoise_configure (GstAeDenoise *self)
     self->luma = g_new (float, (gsize) self->width * self->height);
     self->denoised = g_new (float, (gsize) self->width * self->height);
   }
-  GST_DEBUG_OBJECT (self, "%dx%d frames, network %dx%d, model %s", self->width, self->height,
-                    self->pw, self->ph, ae_model_spec (m));
+  GST_DEBUG_OBJECT (self, "%dx%d frames, network %dx%d in %d stripes, model %s", self->width,
+                    self->height, self->pw, self->ph, ae_stripes_count (self->stripes),
+                    ae_model_spec (m));
   return TRUE;
 }
 
-/* Adopts a hot-swapped model before a frame. Sessions point at their
- * model, so the old session goes before the old model. */
+/* Adopts a hot-swapped model or a new thread count before a frame.
+ * Stripes point at their model, so they go before the old model. */
 static gboolean
-gst_ae_denoise_swap_model (GstAeDenoise *self)
+gst_ae_denoise_update (GstAeDenoise *self)
 {
   gboolean changed;
   ae_model *old = gst_ae_model_slot_swap (&self->slot, &changed);
+  GST_OBJECT_LOCK (self);
+  gboolean rethread = self->threads_pending;
+  GST_OBJECT_UNLOCK (self);
   if (!changed)
-    return TRUE;
+    return rethread ? gst_ae_denoise_configure (self) : TRUE;
   release_work (self);
   ae_model_free (old);
   GST_INFO_OBJECT (self, "model changed to %s", ae_model_spec (self->slot.active));
   return gst_ae_denoise_configure (self);
-}
-
-/* OpenBLAS keeps one thread count for the whole process; it is changed on
- * the streaming thread so it never races with this element's own GEMMs. */
-static void
-gst_ae_denoise_apply_threads (GstAeDenoise *self)
-{
-  GST_OBJECT_LOCK (self);
-  gboolean pending = self->threads_pending;
-  gint threads = self->threads;
-  self->threads_pending = FALSE;
-  GST_OBJECT_UNLOCK (self);
-  if (pending && threads > 0) {
-    GST_DEBUG_OBJECT (self, "OpenBLAS threads: %d", threads);
-    ae_set_blas_threads (threads);
-  }
 }
 
 /* ---- GstBaseTransform / GstVideoFilter -------------------------------------------- */
@@ -245,7 +280,10 @@ gst_ae_denoise_start (GstBaseTransform *trans)
 
   if (!gst_ae_model_slot_load (&self->slot, GST_ELEMENT (self), &error)) {
     gchar *location = gst_ae_model_slot_dup_location (&self->slot);
-    gchar *origin = gst_ae_model_origin (location, DEFAULT_RESOURCE);
+    GST_OBJECT_LOCK (self);
+    const gchar *resource = preset_resources[self->preset];
+    GST_OBJECT_UNLOCK (self);
+    gchar *origin = gst_ae_model_origin (location, resource);
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
                        ("Could not load the denoising model: %s", error->message),
                        ("model: %s", origin));
@@ -257,9 +295,7 @@ gst_ae_denoise_start (GstBaseTransform *trans)
   GST_INFO_OBJECT (self, "model %s", ae_model_spec (self->slot.active));
   GST_OBJECT_LOCK (self);
   self->running = TRUE;
-  self->threads_pending = TRUE;
   GST_OBJECT_UNLOCK (self);
-  gst_ae_denoise_apply_threads (self);
   return TRUE;
 }
 
@@ -305,26 +341,43 @@ gst_ae_denoise_before_transform (GstBaseTransform *trans, GstBuffer *buffer)
     gst_object_sync_values (GST_OBJECT (trans), st);
 }
 
+/* The share of the denoised luma for a frame with this much noise (full
+ * when too small to measure). */
+static gfloat
+adaptive_gain (gdouble noise_level)
+{
+  if (noise_level < 0.0)
+    return 1.0f;
+  return (gfloat) CLAMP ((noise_level - GATE_LOW) / (GATE_HIGH - GATE_LOW), 0.0, 1.0);
+}
+
 /* Reads the luma, runs the network and writes the change back. Without
  * padding the network reads the frame's luma in place and its output is
- * used directly. */
-static gboolean
-denoise_frame (GstAeDenoise *self, GstVideoFrame *frame, gfloat strength)
+ * used directly. With `adaptive`, a clean frame is left as it is. */
+static void
+denoise_frame (GstAeDenoise *self, GstVideoFrame *frame, gfloat strength, gboolean adaptive)
 {
   gboolean padded = self->luma != NULL;
   float *old = padded ? self->luma : self->input;
   gst_ae_frame_read_luma (frame, old);
+  if (adaptive) {
+    gdouble level = ae_noise_sigma (old, self->width, self->height);
+    level = level < 0.0 ? -1.0 : 255.0 * level;
+    GST_OBJECT_LOCK (self);
+    self->noise_level = level;
+    GST_OBJECT_UNLOCK (self);
+    strength *= adaptive_gain (level);
+  }
+  if (strength <= 0.0f)
+    return;
   if (padded)
     pad_plane (old, self->width, self->height, self->input, self->pw, self->ph);
-  const float *out = ae_session_forward (self->session, self->input);
-  if (!out)
-    return FALSE;
+  const float *out = ae_stripes_forward (self->stripes, self->input);
   if (padded) {
     crop_plane (out, self->pw, self->denoised, self->width, self->height);
     out = self->denoised;
   }
   gst_ae_frame_write_luma (frame, old, out, strength);
-  return TRUE;
 }
 
 static GstFlowReturn
@@ -332,20 +385,17 @@ gst_ae_denoise_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *frame)
 {
   GstAeDenoise *self = GST_AE_DENOISE (filter);
 
-  gst_ae_denoise_apply_threads (self);
-  if (!gst_ae_denoise_swap_model (self))
+  if (!gst_ae_denoise_update (self))
     return GST_FLOW_ERROR;
-  if (!self->session) {
+  if (!self->stripes) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("No model configured for the stream."), (NULL));
     return GST_FLOW_NOT_NEGOTIATED;
   }
   GST_OBJECT_LOCK (self);
   gfloat strength = (gfloat) self->strength;
+  gboolean adaptive = self->adaptive;
   GST_OBJECT_UNLOCK (self);
-  if (!denoise_frame (self, frame, strength)) {
-    GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("The denoising model failed."), (NULL));
-    return GST_FLOW_ERROR;
-  }
+  denoise_frame (self, frame, strength, adaptive);
   return GST_FLOW_OK;
 }
 
@@ -360,6 +410,17 @@ set_model (GstAeDenoise *self, const gchar *location)
   gboolean running = self->running;
   GST_OBJECT_UNLOCK (self);
   gst_ae_model_slot_set_location (&self->slot, GST_ELEMENT (self), location, running);
+}
+
+static void
+set_preset (GstAeDenoise *self, GstAeDenoisePreset preset)
+{
+  GST_OBJECT_LOCK (self);
+  self->preset = preset;
+  gboolean running = self->running;
+  GST_OBJECT_UNLOCK (self);
+  gst_ae_model_slot_set_resource (&self->slot, GST_ELEMENT (self), preset_resources[preset],
+                                  running);
 }
 
 static void
@@ -390,6 +451,14 @@ gst_ae_denoise_set_property (GObject *object, guint prop_id, const GValue *value
     self->threads_pending = TRUE;
     GST_OBJECT_UNLOCK (self);
     break;
+  case PROP_PRESET:
+    set_preset (self, g_value_get_enum (value));
+    break;
+  case PROP_ADAPTIVE:
+    GST_OBJECT_LOCK (self);
+    self->adaptive = g_value_get_boolean (value);
+    GST_OBJECT_UNLOCK (self);
+    break;
   default:
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     break;
@@ -412,6 +481,21 @@ gst_ae_denoise_get_property (GObject *object, guint prop_id, GValue *value, GPar
   case PROP_THREADS:
     GST_OBJECT_LOCK (self);
     g_value_set_int (value, self->threads);
+    GST_OBJECT_UNLOCK (self);
+    break;
+  case PROP_PRESET:
+    GST_OBJECT_LOCK (self);
+    g_value_set_enum (value, self->preset);
+    GST_OBJECT_UNLOCK (self);
+    break;
+  case PROP_ADAPTIVE:
+    GST_OBJECT_LOCK (self);
+    g_value_set_boolean (value, self->adaptive);
+    GST_OBJECT_UNLOCK (self);
+    break;
+  case PROP_NOISE_LEVEL:
+    GST_OBJECT_LOCK (self);
+    g_value_set_double (value, self->noise_level);
     GST_OBJECT_UNLOCK (self);
     break;
   default:
@@ -448,9 +532,28 @@ install_properties (GObjectClass *oc)
           RW_FLAGS | GST_PARAM_MUTABLE_PLAYING | GST_PARAM_CONTROLLABLE));
   g_object_class_install_property (oc, PROP_THREADS,
       g_param_spec_int ("threads", "Threads",
-          "OpenBLAS threads; 0: leave OpenBLAS's setting alone. OpenBLAS has one count for "
-          "the whole process, so this also affects every other user of it",
+          "Worker threads, each denoising a horizontal stripe of the frame; 0: one per CPU "
+          "core. With more than one, OpenBLAS is set to one thread for the whole process "
+          "(its count is process-wide), since stripes use the cores better",
           0, MAX_THREADS, DEFAULT_THREADS, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_PRESET,
+      g_param_spec_enum ("preset", "Preset",
+          "Embedded model used while model is unset: fast (real time at 720p on two cores) "
+          "or quality (several times slower, stronger). Can be changed while PLAYING",
+          GST_TYPE_AE_DENOISE_PRESET, DEFAULT_PRESET, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_ADAPTIVE,
+      g_param_spec_boolean ("adaptive", "Adaptive",
+          "Measure each frame's noise level (see noise-level) and scale the strength by it: "
+          "frames under 2 levels of noise (of 255; clean video) are left untouched, frames "
+          "over 5 get the full strength",
+          DEFAULT_ADAPTIVE, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_NOISE_LEVEL,
+      g_param_spec_double ("noise-level", "Noise level",
+          "Standard deviation of the last frame's luma noise in levels of 255, as measured "
+          "while adaptive is on "
+          "(robust median estimate: edges and texture barely count); -1: frames under 3x3 "
+          "cannot be measured",
+          -1.0, 255.0, 0.0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 }
 
 static void
@@ -481,12 +584,16 @@ gst_ae_denoise_class_init (GstAeDenoiseClass *klass)
   bt->transform_ip_on_passthrough = FALSE;
   vf->set_info = GST_DEBUG_FUNCPTR (gst_ae_denoise_set_info);
   vf->transform_frame_ip = GST_DEBUG_FUNCPTR (gst_ae_denoise_transform_frame_ip);
+  gst_type_mark_as_plugin_api (GST_TYPE_AE_DENOISE_PRESET, 0);
 }
 
 static void
 gst_ae_denoise_init (GstAeDenoise *self)
 {
-  gst_ae_model_slot_init (&self->slot, DEFAULT_RESOURCE, gst_ae_denoise_check_model);
+  gst_ae_model_slot_init (&self->slot, preset_resources[DEFAULT_PRESET],
+                          gst_ae_denoise_check_model);
+  self->preset = DEFAULT_PRESET;
   self->strength = DEFAULT_STRENGTH;
   self->threads = DEFAULT_THREADS;
+  self->adaptive = DEFAULT_ADAPTIVE;
 }

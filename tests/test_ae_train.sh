@@ -82,7 +82,7 @@ PIPELINE="filesrc location=$RAW ! rawvideoparse format=gray8 width=28 height=28 
 # ---- Training ---------------------------------------------------------------------
 MODEL=$T/fm.aem
 run env SOURCE_DATE_EPOCH=86400 "$AE_TRAIN" --task anomaly --arch conv --epochs 3 --latent 16 \
-  --output "$MODEL" --pipeline "$PIPELINE"
+  --lr-schedule cosine --output "$MODEL" --pipeline "$PIPELINE"
 if [ "$rc" -eq 0 ] && [ -s "$MODEL" ]; then
   pass "ae-train anomaly/conv on the pipeline"
 else
@@ -100,6 +100,7 @@ done
 check "ae-info: task is anomaly" grep -Eq '^  task +anomaly$' "$T/out"
 check "ae-info: train.frames is $FRAMES" grep -Eq "^  train.frames +$FRAMES\$" "$T/out"
 check "ae-info: train.epochs is 3" grep -Eq '^  train.epochs +3$' "$T/out"
+check "ae-info: train.lr_schedule is cosine" grep -Eq '^  train.lr_schedule +cosine$' "$T/out"
 check "ae-info: train.data describes the pipeline" \
   grep -Eq "^  train.data +pipeline 'filesrc .*' \\($FRAMES frames, 28x28 gray\\)\$" "$T/out"
 check "ae-info: train.date from SOURCE_DATE_EPOCH" \
@@ -137,6 +138,8 @@ expect_failure "--size 0x5" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --size 0x5
 expect_failure "--loss foo" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --loss foo
+expect_failure "--lr-schedule steep" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --lr-schedule steep
 expect_failure "missing --task" 2 "$OUT" \
   "$AE_TRAIN" --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "bad pipeline syntax" 1 "$OUT" \

@@ -818,22 +818,109 @@ test_renegotiation (void)
 static void
 test_threads (void)
 {
-  guint8 img[16 * 16];
+  const gint w = 64, h = 48;
+  guint8 clean[64 * 48], noisy[64 * 48];
+  guint8 *out[2];
+  const gint threads[2] = { 1, 3 };
+  GRand *rng = g_rand_new_with_seed (11);
+  smooth_image (clean, w, h);
+  add_noise (clean, noisy, (gsize) w * h, 20, rng);
+  for (gint i = 0; i < 2; i++) {
+    GstBus *bus;
+    GstHarness *hn = harness_new (&bus, NULL, "GRAY8", w, h);
+    g_object_set (hn->element, "threads", threads[i], NULL);
+    out[i] = denoise_gray (hn, w, h, noisy);
+    gint back = -1;
+    g_object_get (hn->element, "threads", &back, NULL);
+    CHECK (back == threads[i], "threads reads back %d", back);
+    harness_free (hn, bus);
+  }
+  CHECK (ae_blas_threads () == 1, "threads=3: OpenBLAS set to %d thread(s)", ae_blas_threads ());
+  gint d = max_abs_diff (out[0], out[1], (gsize) w * h);
+  CHECK (d <= 1, "3 stripes give the 1-thread result (max diff %d)", d);
+  g_free (out[0]);
+  g_free (out[1]);
+  g_rand_free (rng);
+}
+
+/* preset=quality switches the embedded model while playing; starting with
+ * it gives the same frames. */
+static void
+test_preset (void)
+{
+  const gint w = 64, h = 48;
+  const gsize n = (gsize) w * h;
+  guint8 clean[64 * 48], noisy[64 * 48];
+  GRand *rng = g_rand_new_with_seed (13);
+  smooth_image (clean, w, h);
+  add_noise (clean, noisy, n, 25, rng);
   GstBus *bus;
-  smooth_image (img, 16, 16);
-  GstElement *e = make_element ();
-  g_object_set (e, "threads", 1, NULL);
-  bus = gst_bus_new ();
-  gst_element_set_bus (e, bus);
-  GstHarness *hn = gst_harness_new_full (e, &src_templ, "sink", &sink_templ, "src");
-  gst_object_unref (e);
-  gst_harness_set_src_caps_str (hn, "video/x-raw,format=GRAY8,width=16,height=16,framerate=30/1");
-  g_free (denoise_gray (hn, 16, 16, img));
-  CHECK (ae_blas_threads () == 1, "threads=1: OpenBLAS uses %d thread(s)", ae_blas_threads ());
-  gint threads = -1;
-  g_object_get (hn->element, "threads", &threads, NULL);
-  CHECK (threads == 1, "threads reads back %d", threads);
+  GstHarness *hn = harness_new (&bus, NULL, "GRAY8", w, h);
+  guint8 *fast = denoise_gray (hn, w, h, noisy), *switched = NULL;
+  gst_util_set_object_arg (G_OBJECT (hn->element), "preset", "quality");
+  for (gint i = 0; i < 250 && !switched; i++) {
+    guint8 *out = denoise_gray (hn, w, h, noisy);
+    if (max_abs_diff (out, fast, n) > 0)
+      switched = out;
+    else
+      g_free (out);
+    g_usleep (20000);
+  }
+  CHECK (switched != NULL, "preset=quality while playing changes the model");
   harness_free (hn, bus);
+
+  GstElement *e = make_element ();
+  gst_util_set_object_arg (G_OBJECT (e), "preset", "quality");
+  gint preset = -1;
+  g_object_get (e, "preset", &preset, NULL);
+  CHECK (preset == 1, "preset reads back quality");
+  hn = gst_harness_new_full (e, &src_templ, "sink", &sink_templ, "src");
+  gst_object_unref (e);
+  bus = gst_bus_new ();
+  gst_element_set_bus (hn->element, bus);
+  gchar *caps = caps_string ("GRAY8", w, h);
+  gst_harness_set_src_caps_str (hn, caps);
+  g_free (caps);
+  guint8 *fresh = denoise_gray (hn, w, h, noisy);
+  CHECK (switched && max_abs_diff (fresh, switched, n) <= 1 && psnr (fresh, clean, n) > psnr (noisy, clean, n),
+         "quality from the start equals the switched output and denoises");
+  harness_free (hn, bus);
+  g_free (fresh);
+  g_free (switched);
+  g_free (fast);
+  g_rand_free (rng);
+}
+
+/* Adaptive strength leaves a clean frame exactly as it is, denoises a
+ * noisy one, and reports the measured noise. */
+static void
+test_adaptive (void)
+{
+  const gint w = 64, h = 48;
+  const gsize n = (gsize) w * h;
+  guint8 clean[64 * 48], noisy[64 * 48];
+  GRand *rng = g_rand_new_with_seed (12);
+  smooth_image (clean, w, h);
+  add_noise (clean, noisy, n, 15, rng);
+  GstBus *bus;
+  GstHarness *hn = harness_new (&bus, NULL, "GRAY8", w, h);
+  gdouble level = -2;
+  guint8 *out = denoise_gray (hn, w, h, clean);
+  g_object_get (hn->element, "noise-level", &level, NULL);
+  CHECK (max_abs_diff (out, clean, n) == 0, "a clean frame passes untouched");
+  CHECK (level >= 0.0 && level < 2.0, "clean frame: noise level %.2f", level);
+  g_free (out);
+  out = denoise_gray (hn, w, h, noisy);
+  g_object_get (hn->element, "noise-level", &level, NULL);
+  CHECK (level > 12.0 && level < 18.0, "sigma 15: noise level %.2f", level);
+  CHECK (psnr (out, clean, n) > psnr (noisy, clean, n), "the noisy frame is denoised");
+  g_free (out);
+  g_object_set (hn->element, "adaptive", FALSE, NULL);
+  out = denoise_gray (hn, w, h, clean);
+  CHECK (max_abs_diff (out, clean, n) > 0, "adaptive=false: the clean frame goes through the model");
+  g_free (out);
+  harness_free (hn, bus);
+  g_rand_free (rng);
 }
 
 /* ---- Main ------------------------------------------------------------------------------------ */
@@ -857,6 +944,8 @@ static const TestCase tests[] = {
   { "bad_start", test_bad_start, TRUE },
   { "renegotiation", test_renegotiation, TRUE },
   { "threads", test_threads, FALSE },
+  { "adaptive", test_adaptive, FALSE },
+  { "preset", test_preset, FALSE },
 };
 
 int

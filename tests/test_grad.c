@@ -120,6 +120,9 @@ main (void)
     { "ssim, 2 channels", "conv:3:3:1:1:tanh,conv:2:3:1:1:sigmoid", 2, 5, 6, 2, AE_LOSS_SSIM, 0 },
     { "vae: sample + kl", "dense:6:tanh,dense:4,sample,dense:8:sigmoid:2x2x2", 2, 2, 2, 3,
       AE_LOSS_MSE, 0 },
+    { "residual", "conv:4:3:2:1:tanh,deconv:2:4:2:1,residual", 2, 4, 6, 2, AE_LOSS_MSE, 0 },
+    { "shuffle", "conv:8:3:2:1:tanh,shuffle:2,conv:2:3:1:1,residual", 2, 4, 6, 2, AE_LOSS_MSE, 0 },
+    { "residual, l1", "conv:3:3:1:1:lrelu,conv:1:3:1:1,residual", 1, 5, 5, 2, AE_LOSS_L1, 0 },
     { "conv vae", "conv:4:3:2:1:tanh,conv:4:3:1:1,sample,deconv:1:4:2:1:sigmoid", 1, 4, 4, 2,
       AE_LOSS_MSE, 0 },
   };

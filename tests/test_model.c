@@ -22,7 +22,7 @@ test_spec_errors (void)
 {
   static const char *const bad[] = {
     "", "conv", "conv:0:3:1:1", "conv:4:3:1:5", "conv:4:3:1:1:swish", "dense", "dense:-3",
-    "dense:12:relu:2x2x2", "pool:2", "bn:relu:extra", "act", "sample:2", "dense:8,,dense:4",
+    "dense:12:relu:2x2x2", "pool:2", "bn:relu:extra", "act", "sample:2", "residual:1", "shuffle", "shuffle:9", "dense:8,,dense:4",
     "conv:4:3:1:1,dense:99999999999", "deconv:4:99:1:1",
   };
   ae_error err;
@@ -35,6 +35,9 @@ test_spec_errors (void)
   CHECK (m == NULL && err.status == AE_E_SHAPE, "output shape must equal input: %s", err.message);
   m = ae_model_new ("sample,dense:4", 3, 1, 1, 1, &err);
   CHECK (m == NULL, "sample needs an even channel count: %s", err.message);
+  m = ae_model_new ("conv:2:3:1:1,residual", 1, 4, 4, 1, &err);
+  CHECK (m == NULL && strstr (err.message, "residual"), "residual needs the input's shape: %s",
+         err.message);
 }
 
 static void
@@ -118,6 +121,139 @@ test_sessions (void)
   free (one);
   ae_model_free (fc);
   ae_model_free (dn);
+}
+
+/* Stripes on worker threads give the whole frame's result, for any thread
+ * count, with a receptive field wide enough that a short halo would show. */
+static void
+test_stripes (void)
+{
+  ae_error err;
+  ae_model *m = ae_model_new ("conv:6:5:2:2:lrelu,conv:6:3:1:1,bn:tanh,conv:8:3:2:1:lrelu,"
+                              "conv:8:3:1:1:lrelu,shuffle:2,conv:8:3:1:1:lrelu,shuffle:2,"
+                              "conv:2:3:1:1,residual",
+                              2, 16, 16, 3, &err);
+  CHECK (m != NULL, "striped model builds: %s", m ? "ok" : err.message);
+  const int h = 60, w = 20;
+  size_t n = (size_t) 2 * h * w;
+  float *x = malloc (n * sizeof *x);
+  fill_uniform (x, n, 5);
+  ae_session *whole = ae_session_new (m, 1, h, w, &err);
+  const float *ref = ae_session_forward (whole, x);
+  static const int threads[] = { 1, 2, 3, 7, 64 };
+  for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+    ae_stripes *st = ae_stripes_new (m, h, w, threads[t], &err);
+    CHECK (st != NULL, "%d stripes of 20x60: %s", threads[t], st ? "ok" : err.message);
+    if (!st)
+      continue;
+    double diff = 0;
+    for (int pass = 0; pass < 2; pass++) {
+      const float *y = ae_stripes_forward (st, x);
+      for (size_t i = 0; i < n; i++)
+        diff = fmax (diff, fabs (y[i] - ref[i]));
+    }
+    CHECK (diff < 1e-5, "%d threads (%d stripes) equal the whole frame (max diff %.2g)",
+           threads[t], ae_stripes_count (st), diff);
+    ae_stripes_free (st);
+  }
+  CHECK (ae_stripes_new (m, h, w, 0, &err) == NULL && err.status == AE_E_ARG,
+         "0 threads rejected: %s", err.message);
+  CHECK (ae_stripes_new (m, h, w + 2, 2, &err) == NULL && err.status == AE_E_SHAPE,
+         "a width the model cannot take is rejected: %s", err.message);
+  ae_model *dn = ae_model_new ("dense:8,dense:48:sigmoid:3x4x4", 3, 4, 4, 1, &err);
+  ae_stripes *one = ae_stripes_new (dn, 4, 4, 2, &err);
+  CHECK (one && ae_stripes_count (one) == 1, "a dense model runs as one stripe");
+  ae_stripes_free (one);
+  ae_model_free (dn);
+  ae_session_free (whole);
+  free (x);
+  ae_model_free (m);
+}
+
+/* Forward convolutions (the direct kernel for outputs 8 or more wide)
+ * against the textbook sum, over strides, paddings, kernel sizes, a
+ * channel count that is not a multiple of the tile, partial tiles and a
+ * batch; with leaky ReLU (fused into the kernel) and sigmoid (not fused). */
+static void
+test_direct_conv (void)
+{
+  /* Each conv is followed by a layer restoring the input shape, as every
+   * model must; only layer 0's output is checked. */
+  static const struct { int k, s, p, w; const char *act, *back; } cases[] = {
+    { 3, 1, 1, 37, "lrelu", "conv:3:1:1:0" }, { 5, 1, 2, 40, "linear", "conv:3:1:1:0" },
+    { 3, 1, 0, 19, "relu", "deconv:3:3:1:0" }, { 3, 2, 1, 42, "lrelu", "deconv:3:4:2:1" },
+    { 4, 2, 1, 64, "sigmoid", "deconv:3:4:2:1" }, { 6, 2, 2, 36, "tanh", "deconv:3:4:2:1" },
+    { 3, 1, 1, 80, "lrelu=0.1", "conv:3:1:1:0" }, { 3, 1, 1, 64, "lrelu", "conv:3:1:1:0" },
+  };
+  const int c = 3, oc = 6, h = 12, n = 2;
+  for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+    char spec[96];
+    snprintf (spec, sizeof spec, "conv:%d:%d:%d:%d:%s,%s", oc, cases[t].k, cases[t].s,
+              cases[t].p, cases[t].act, cases[t].back);
+    int w = cases[t].w, k = cases[t].k, st = cases[t].s, pad = cases[t].p;
+    ae_error err;
+    ae_model *m = ae_model_new (spec, c, h, w, 1, &err);
+    CHECK (m != NULL, "%s builds: %s", spec, m ? "ok" : err.message);
+    if (!m)
+      continue;
+    fill_uniform (m->params, m->nparams, 40 + t);
+    for (size_t i = 0; i < m->nparams; i++) /* centred, so no activation saturates */
+      m->params[i] = 0.3f * (m->params[i] - 0.5f);
+    ae_session *s = ae_session_new (m, n, h, w, NULL);
+    size_t in_n = (size_t) n * c * h * w;
+    float *x = malloc (in_n * sizeof *x); /* CNHW */
+    fill_uniform (x, in_n, 50 + t);
+    const float *y = ae_session_run_cnhw (s, x, 0);
+    int oh = (h + 2 * pad - k) / st + 1, ow = (w + 2 * pad - k) / st + 1;
+    double worst = 0;
+    for (int b = 0; b < n; b++)
+      for (int o = 0; o < oc; o++)
+        for (int yy = 0; yy < oh; yy++)
+          for (int xx = 0; xx < ow; xx++) {
+            double sum = m->params[m->layers[0].b_off + o];
+            for (int i = 0; i < c; i++)
+              for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                  int iy = yy * st - pad + ky, ix = xx * st - pad + kx;
+                  if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                    sum += (double) m->params[((o * c + i) * k + ky) * k + kx]
+                           * x[((size_t) (i * n + b) * h + iy) * w + ix];
+                }
+            float want = (float) sum;
+            act_forward (m->layers[0].act, m->layers[0].alpha, &want, 1);
+            double got = y[((size_t) (o * n + b) * oh + yy) * ow + xx];
+            worst = fmax (worst, fabs (got - want));
+          }
+    CHECK (worst < 1e-4, "%s on %d x %dx%dx%d: layer 0 max error %.2g", spec, n, c, w, h, worst);
+    ae_session_free (s);
+    ae_model_free (m);
+    free (x);
+  }
+}
+
+/* The noise estimate finds the sigma of Gaussian noise on an image with
+ * edges and gradients, and next to nothing on the clean image. */
+static void
+test_noise_sigma (void)
+{
+  const int w = 160, h = 120;
+  float *clean = malloc ((size_t) w * h * sizeof *clean), *noisy = malloc ((size_t) w * h * sizeof *noisy);
+  ae_rng rng;
+  ae_rng_seed (&rng, 9);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      clean[y * w + x] = 0.2f + 0.3f * (float) x / w + ((x / 20 + y / 15) % 2 ? 0.3f : 0.0f);
+  CHECK (ae_noise_sigma (clean, w, h) < 0.002f, "clean image: sigma %.4f", ae_noise_sigma (clean, w, h));
+  static const float sigmas[] = { 0.02f, 0.1f, 0.2f };
+  for (size_t k = 0; k < sizeof sigmas / sizeof sigmas[0]; k++) {
+    for (int i = 0; i < w * h; i++)
+      noisy[i] = clean[i] + sigmas[k] * (float) ae_rng_normal (&rng);
+    float est = ae_noise_sigma (noisy, w, h);
+    CHECK (fabsf (est - sigmas[k]) < 0.1f * sigmas[k], "sigma %.2f estimated as %.4f", sigmas[k], est);
+  }
+  CHECK (ae_noise_sigma (clean, 2, 2) < 0.0f, "a 2x2 plane has no estimate");
+  free (clean);
+  free (noisy);
 }
 
 /* A 2-channel big frame runs chunked im2col; it must equal unchunked. */
@@ -290,6 +426,9 @@ main (void)
   test_presets ();
   test_sessions ();
   test_chunking ();
+  test_stripes ();
+  test_direct_conv ();
+  test_noise_sigma ();
   test_save_load (dir);
   char path[600];
   snprintf (path, sizeof path, "%s/model.aem", dir);

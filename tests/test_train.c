@@ -469,6 +469,61 @@ test_regularisation (void)
   free (x);
 }
 
+/* The cosine schedule: with plain SGD and a tiny clip norm every step
+ * moves exactly lr(epoch) * clip, so each epoch's movement reads the rate. */
+typedef struct {
+  ae_model *m;
+  float *prev;
+  double moved[4];
+} lr_probe;
+
+static int
+record_movement (const ae_epoch_report *rep, void *user)
+{
+  lr_probe *p = user;
+  double d = 0;
+  for (size_t i = 0; i < p->m->nparams; i++) {
+    d += (double) (p->m->params[i] - p->prev[i]) * (p->m->params[i] - p->prev[i]);
+    p->prev[i] = p->m->params[i];
+  }
+  p->moved[rep->epoch] = sqrt (d);
+  return 0;
+}
+
+static void
+test_cosine_schedule (void)
+{
+  float *x = make_blobs (16, 8, 8, 4);
+  ae_dataset d = { x, NULL, 16, 1, 8, 8 };
+  ae_model *m = ae_model_new ("dense:8:tanh,dense:64:sigmoid:1x8x8", 1, 8, 8, 1, NULL);
+  lr_probe probe = { m, malloc (m->nparams * sizeof (float)), { 0 } };
+  memcpy (probe.prev, m->params, m->nparams * sizeof (float));
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = 3;
+  o.batch = 16;
+  o.val_split = 0.0f;
+  o.optimizer = AE_OPT_SGD;
+  o.momentum = 0.0f;
+  o.lr = 1.0f;
+  o.clip_norm = 1e-4f;
+  o.lr_schedule = AE_LR_COSINE;
+  o.on_epoch = record_movement;
+  o.user = &probe;
+  CHECK (ae_train (m, &d, &o, NULL, NULL) == AE_OK, "cosine schedule trains");
+  static const double rate[4] = { 0, 1.0, 0.75, 0.25 };
+  for (int e = 1; e <= 3; e++)
+    CHECK (fabs (probe.moved[e] - rate[e] * 1e-4) < 1e-7, "epoch %d moves %.4g (rate %.2f)", e,
+           probe.moved[e] / 1e-4, rate[e]);
+  o.lr_schedule = (ae_lr_schedule) 7;
+  ae_error err;
+  CHECK (ae_train (m, &d, &o, NULL, &err) == AE_E_ARG, "unknown schedule rejected: %s",
+         err.message);
+  free (probe.prev);
+  ae_model_free (m);
+  free (x);
+}
+
 int
 main (void)
 {
@@ -484,6 +539,7 @@ main (void)
   test_determinism ();
   test_worker_threads ();
   test_regularisation ();
+  test_cosine_schedule ();
   test_early_stopping ();
   test_options_and_cancel ();
   test_denoising ();

@@ -41,6 +41,7 @@ static const char *const task_names[] = { "denoise", "anomaly", "encode" };
 typedef struct {
   /* As given on the command line (NULL when absent). */
   gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s, *crop_s;
+  gchar *lr_schedule_s;
   gint channels, latent, epochs, batch, threads, repeat;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate;
@@ -51,6 +52,7 @@ typedef struct {
   /* Derived by validate_options (). */
   task_kind task;
   ae_loss loss;
+  ae_lr_schedule lr_schedule;
   int width, height; /* 0 = the source's size */
   int crop_w, crop_h; /* 0 = train on whole frames */
   double noise_min, noise_max; /* pixel units, 0..255 */
@@ -83,6 +85,7 @@ options_clear (options *o)
   g_free (o->crop_s);
   g_strfreev (o->meta);
   g_free (o->loss_s);
+  g_free (o->lr_schedule_s);
   g_free (o->noise_s);
   g_strfreev (o->rest);
 }
@@ -186,6 +189,21 @@ parse_noise (options *o)
 }
 
 static gboolean
+parse_lr_schedule (options *o)
+{
+  if (!o->lr_schedule_s || g_strcmp0 (o->lr_schedule_s, "constant") == 0) {
+    o->lr_schedule = AE_LR_CONSTANT;
+    return TRUE;
+  }
+  if (g_strcmp0 (o->lr_schedule_s, "cosine") == 0) {
+    o->lr_schedule = AE_LR_COSINE;
+    return TRUE;
+  }
+  complain ("unknown --lr-schedule '%s' (constant or cosine)", o->lr_schedule_s);
+  return FALSE;
+}
+
+static gboolean
 parse_loss (options *o)
 {
   if (!o->loss_s) {
@@ -268,7 +286,7 @@ static gboolean
 validate_options (options *o)
 {
   if (!parse_task (o) || !check_source (o) || !check_numbers (o) || !parse_size (o) ||
-      !parse_loss (o) || !parse_noise (o) || !check_meta (o))
+      !parse_loss (o) || !parse_lr_schedule (o) || !parse_noise (o) || !check_meta (o))
     return FALSE;
   if (o->arch && !*o->arch) {
     complain ("empty --arch");
@@ -301,6 +319,9 @@ parse_options (options *o, int argc, char **argv)
     { "epochs", 'e', 0, G_OPTION_ARG_INT, &o->epochs, "Training epochs, default 20", "N" },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, "Batch size, default 64", "N" },
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->lr, "Learning rate, default 1e-3", "X" },
+    { "lr-schedule", 0, 0, G_OPTION_ARG_STRING, &o->lr_schedule_s,
+      "constant, or cosine (from --lr down to nearly 0 over the epochs), default constant",
+      "SCHEDULE" },
     { "loss", 0, 0, G_OPTION_ARG_STRING, &o->loss_s, "mse, l1, bce or ssim, default mse",
       "LOSS" },
     { "crop", 0, 0, G_OPTION_ARG_STRING, &o->crop_s,
@@ -516,6 +537,7 @@ train_network (const options *o, ae_model *model, const ae_dataset *data,
   opts.epochs = o->epochs;
   opts.batch = o->batch;
   opts.lr = (float) o->lr;
+  opts.lr_schedule = o->lr_schedule;
   opts.loss = o->loss;
   opts.ssim_window = SSIM_WINDOW;
   opts.val_split = (float) o->val_split;
@@ -744,6 +766,8 @@ put_train_meta (meta_writer *w, const options *o, const run_info *run)
   put_int (w, "train.epochs", run->result.epochs_run);
   put_int (w, "train.best_epoch", run->result.best_epoch);
   put_str (w, "train.loss", run->is_pca ? "mse" : ae_loss_name (o->loss));
+  if (!run->is_pca)
+    put_str (w, "train.lr_schedule", o->lr_schedule == AE_LR_COSINE ? "cosine" : "constant");
   put_int (w, "train.seed", o->seed);
   put_float (w, "train.lr", o->lr);
   put_int (w, "train.batch", o->batch);

@@ -1,0 +1,173 @@
+/* Inference on one frame split into horizontal stripes, one per worker
+ * thread. Each stripe also computes `halo` rows beyond its own on either
+ * side, at least the model's receptive radius, so its own rows come out as
+ * they would from the whole frame: zero padding at a stripe's cut edge only
+ * reaches the rows it throws away.
+ *
+ * Why not OpenBLAS's threads: at video sizes each layer is a GEMM of a few
+ * output channels, and OpenBLAS wakes and synchronises its threads for every
+ * one of them (a perf profile of 720p denoising showed a quarter of the
+ * time in sched_yield). A stripe per thread synchronises once per frame. */
+#include "nn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct stripe {
+  int y0, y1;       /* output rows this stripe owns */
+  int top, bottom;  /* rows it computes: [top, bottom) */
+  ae_session *s;
+  float *input;     /* C planes of (bottom - top) rows */
+} stripe;
+
+struct ae_stripes {
+  const ae_model *model;
+  int h, w, count;
+  stripe *v;
+  ae_pool *pool;
+  const float *frame_in; /* the frame being processed */
+  float *frame_out;
+};
+
+/* Input rows an output row can depend on, on either side. */
+static int
+receptive_radius (const ae_model *m)
+{
+  double radius = 0.0, jump = 1.0; /* jump: input pixels per activation pixel */
+  for (int i = 0; i < m->nlayers; i++) {
+    const ae_layer *l = &m->layers[i];
+    int reach = l->p > l->k - 1 - l->p ? l->p : l->k - 1 - l->p;
+    if (l->kind == LAYER_CONV) {
+      radius += reach * jump;
+      jump *= l->s;
+    } else if (l->kind == LAYER_DECONV) {
+      radius += ((reach + l->s - 1) / l->s) * jump;
+      jump /= l->s;
+    } else if (l->kind == LAYER_SHUFFLE) {
+      jump /= l->s;
+    }
+  }
+  return (int) radius + 1;
+}
+
+/* Splits the rows into `count` stripes whose edges are multiples of the
+ * model's size multiple, so every stripe samples the strided grid as the
+ * whole frame does. */
+static int
+plan_stripes (ae_stripes *p, int threads)
+{
+  int mult = ae_model_size_multiple (p->model);
+  int units = p->h / mult;
+  int count = threads < units ? threads : units;
+  if (!p->model->fully_conv || count < 1)
+    count = 1;
+  int halo = (receptive_radius (p->model) + mult - 1) / mult * mult;
+  for (int k = 0; k < count; k++) {
+    stripe *st = &p->v[k];
+    st->y0 = k == 0 ? 0 : (int) ((long long) units * k / count) * mult;
+    st->y1 = k == count - 1 ? p->h : (int) ((long long) units * (k + 1) / count) * mult;
+    st->top = st->y0 - halo > 0 ? st->y0 - halo : 0;
+    st->bottom = st->y1 + halo < p->h ? st->y1 + halo : p->h;
+  }
+  return count;
+}
+
+static void
+run_stripe (void *ctx, int index)
+{
+  ae_stripes *p = ctx;
+  const stripe *st = &p->v[index];
+  int c = p->model->in_c, rows = st->bottom - st->top;
+  size_t plane = (size_t) p->h * p->w, part = (size_t) rows * p->w;
+  const float *in = p->frame_in;
+  if (p->count > 1) {
+    for (int ch = 0; ch < c; ch++)
+      memcpy (st->input + ch * part, p->frame_in + ch * plane + (size_t) st->top * p->w,
+              part * sizeof (float));
+    in = st->input;
+  }
+  const float *y = ae_session_forward (st->s, in);
+  size_t skip = (size_t) (st->y0 - st->top) * p->w, own = (size_t) (st->y1 - st->y0) * p->w;
+  for (int ch = 0; ch < c; ch++)
+    memcpy (p->frame_out + ch * plane + (size_t) st->y0 * p->w, y + ch * part + skip,
+            own * sizeof (float));
+}
+
+static ae_status
+init_stripe (ae_stripes *p, stripe *st, ae_error *err)
+{
+  int rows = st->bottom - st->top;
+  st->s = ae_session_new (p->model, 1, rows, p->w, err);
+  if (!st->s)
+    return err ? err->status : AE_E_SHAPE;
+  if (p->count > 1 && !(st->input = malloc ((size_t) p->model->in_c * rows * p->w * sizeof (float))))
+    return ae_fail (err, AE_E_NOMEM, "out of memory for %d frame stripes", p->count);
+  return AE_OK;
+}
+
+ae_stripes *
+ae_stripes_new (const ae_model *model, int height, int width, int threads, ae_error *err)
+{
+  if (!model || height <= 0 || width <= 0 || threads < 1 || threads > 64) {
+    ae_fail (err, AE_E_ARG, "bad stripes: %dx%d frame, %d threads", width, height, threads);
+    return NULL;
+  }
+  int mult = ae_model_size_multiple (model);
+  if (model->fully_conv && (height % mult || width % mult)) {
+    ae_fail (err, AE_E_SHAPE, "this model takes frame sizes that are multiples of %d, got %dx%d",
+             mult, width, height);
+    return NULL;
+  }
+  ae_stripes *p = calloc (1, sizeof *p);
+  if (!p || !(p->v = calloc ((size_t) threads, sizeof *p->v))) {
+    free (p);
+    ae_fail (err, AE_E_NOMEM, "out of memory");
+    return NULL;
+  }
+  p->model = model;
+  p->h = height;
+  p->w = width;
+  p->count = plan_stripes (p, threads);
+  ae_status st = AE_OK;
+  for (int k = 0; st == AE_OK && k < p->count; k++)
+    st = init_stripe (p, &p->v[k], err);
+  size_t out = (size_t) model->in_c * height * width;
+  if (st == AE_OK && !(p->frame_out = malloc (out * sizeof (float))))
+    st = ae_fail (err, AE_E_NOMEM, "out of memory for a %dx%d frame", width, height);
+  if (st == AE_OK && !(p->pool = ae_pool_new (p->count, run_stripe, p, err)))
+    st = AE_E_NOMEM;
+  if (st != AE_OK) {
+    ae_stripes_free (p);
+    return NULL;
+  }
+  return p;
+}
+
+int
+ae_stripes_count (const ae_stripes *p)
+{
+  return p->count;
+}
+
+const float *
+ae_stripes_forward (ae_stripes *p, const float *input)
+{
+  p->frame_in = input;
+  ae_pool_run (p->pool, p->count);
+  return p->frame_out;
+}
+
+void
+ae_stripes_free (ae_stripes *p)
+{
+  if (!p)
+    return;
+  ae_pool_free (p->pool);
+  for (int k = 0; k < p->count; k++) {
+    ae_session_free (p->v[k].s);
+    free (p->v[k].input);
+  }
+  free (p->frame_out);
+  free (p->v);
+  free (p);
+}
