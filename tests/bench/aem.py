@@ -1,5 +1,6 @@
-"""Reads a libae model file (.aem, docs/model-format.md) and builds the same
-network in PyTorch, for benchmarks that compare libae with PyTorch.
+"""Reads a libae model file (.aem, docs/model-format.md): metadata, tensors,
+layer specification, shapes and FLOPs. aem_torch.py builds the same network
+in PyTorch from it, for benchmarks that compare libae with PyTorch.
 
 Independent of libae's code on purpose: it follows the documents
 (docs/model-format.md, docs/architecture.md) and lib/layers.c's semantics,
@@ -13,7 +14,6 @@ import numpy as np
 
 KNOWN_ARCH_KEYS = {"arch.spec", "arch.channels", "arch.height", "arch.width"}
 ACTIVATIONS = {"linear", "relu", "lrelu", "sigmoid", "tanh"}
-BN_EPS = 1e-5  # AE_BN_EPS in lib/nn.h
 
 
 class ModelError(Exception):
@@ -131,7 +131,12 @@ def parse_spec(spec):
                     layer["shape"] = tuple(int(v) for v in x.split("x"))
                 else:
                     rest.append(x)
-        elif kind in ("bn", "act", "sample"):
+        elif kind == "shuffle":  # depth to space by FACTOR, as PyTorch's pixel_shuffle
+            if len(f) not in (2, 3):
+                raise ModelError(f"bad layer '{token}'")
+            layer["s"] = int(f[1])
+            rest = f[2:]
+        elif kind in ("bn", "act", "sample", "residual"):
             rest = f[1:]
         else:
             raise ModelError(f"layer kind '{kind}' unknown to tests/bench/aem.py: teach it first")
@@ -165,6 +170,9 @@ def out_shape(layer, shape):
         return layer["shape"]
     if kind == "sample":
         return c // 2, h, w
+    if kind == "shuffle":
+        r = layer["s"]
+        return c // (r * r), h * r, w * r
     return shape
 
 
@@ -205,78 +213,3 @@ class Model:
             total += layer_flops(layer, shape, nxt)
             shape = nxt
         return float(total)
-
-
-def _torch_act(nn, name, alpha):
-    return {"linear": None, "relu": nn.ReLU(), "lrelu": nn.LeakyReLU(alpha),
-            "sigmoid": nn.Sigmoid(), "tanh": nn.Tanh()}[name]
-
-
-def _mu_module():
-    """libae's sample layer at inference: the first half of the channels (mu)."""
-    from torch import nn
-
-    class Mu(nn.Module):
-        def forward(self, x):
-            return x[:, :x.shape[1] // 2]
-    return Mu()
-
-
-def _tensor(model, name, shape):
-    import torch
-    t = model.tensors.get(name)
-    if t is None or tuple(t.shape) != tuple(shape):
-        raise ModelError(f"{model.path}: tensor '{name}' missing or not of shape {shape}")
-    return torch.from_numpy(t.copy())
-
-
-def _torch_layer(nn, model, i, layer, shape):
-    """One libae layer as a torch module, weights copied in (PyTorch layouts)."""
-    kind, c = layer["kind"], shape[0]
-    name = f"layer{i}."
-    if kind in ("conv", "deconv"):
-        cls = nn.Conv2d if kind == "conv" else nn.ConvTranspose2d
-        mod = cls(c, layer["out"], layer["k"], layer["s"], layer["p"])
-        w_shape = mod.weight.shape
-        mod.weight.data = _tensor(model, name + "weight", w_shape)
-        mod.bias.data = _tensor(model, name + "bias", (layer["out"],))
-        return mod
-    if kind == "dense":
-        lin = nn.Linear(int(np.prod(shape)), layer["out"])
-        lin.weight.data = _tensor(model, name + "weight", lin.weight.shape)
-        lin.bias.data = _tensor(model, name + "bias", (layer["out"],))
-        return nn.Sequential(nn.Flatten(), lin, nn.Unflatten(1, layer["shape"]))
-    if kind == "bn":
-        bn = nn.BatchNorm2d(c, eps=BN_EPS)
-        bn.weight.data = _tensor(model, name + "gamma", (c,))
-        bn.bias.data = _tensor(model, name + "beta", (c,))
-        bn.running_mean = _tensor(model, name + "running_mean", (c,))
-        bn.running_var = _tensor(model, name + "running_var", (c,))
-        return bn
-    if kind == "sample":
-        return _mu_module()
-    return None  # "act": the activation alone, appended by the caller
-
-
-def to_torch(model):
-    """The model as an eval-mode torch.nn.Sequential on N x C x H x W input."""
-    from torch import nn
-
-    mods, shape = [], (model.channels, model.meta["arch.height"], model.meta["arch.width"])
-    for i, layer in enumerate(model.layers):
-        mod = _torch_layer(nn, model, i, layer, shape)
-        if mod is not None:
-            mods.append(mod)
-        act = _torch_act(nn, layer["act"], layer["alpha"])
-        if act is not None:
-            mods.append(act)
-        shape = out_shape(layer, shape)
-    expected = {f"layer{i}.{s}" for i, layer in enumerate(model.layers)
-                for s in {"conv": ("weight", "bias"), "deconv": ("weight", "bias"),
-                          "dense": ("weight", "bias"),
-                          "bn": ("gamma", "beta", "running_mean", "running_var")}
-                .get(layer["kind"], ())}
-    if set(model.tensors) != expected:
-        raise ModelError(f"{model.path}: tensors {sorted(set(model.tensors) ^ expected)} "
-                         "do not match the architecture")
-    return nn.Sequential(*mods).eval()
