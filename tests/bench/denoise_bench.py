@@ -5,7 +5,8 @@ PyTorch. Run through tests/bench/run-denoise-bench.sh, which finds the plugin.
 
 Every figure is measured here; ratios are taken against anchors measured in
 the same run. The models are inputs (the embedded default and any
---model FILE): nothing here depends on how aedenoise computes."""
+--model FILE): nothing here depends on aedenoise's internals; the PyTorch
+check follows the element's documented computation (docs/elements.md)."""
 import argparse
 import io as io_bytes
 import os
@@ -220,9 +221,37 @@ def bm3d_sigmas(images, sigmas, budget, seconds_512):
     return [25]
 
 
+def aedenoise_quality(res, gst, m, name, clean, noisy, network_alone):
+    """One model on one image: sigma 0 (the clean frame) and every noisy frame
+    in one pipeline; with adaptive strength off too on the clean frame."""
+    sigmas = list(noisy)
+    outs = gst.denoise([clean] + [noisy[s] for s in sigmas], "gray8", m["prop"])
+    for s, out in zip([0, *sigmas], outs):
+        res.add((name, s, m["label"]), clean, out)
+    if network_alone:
+        out = gst.denoise([clean], "gray8", m["prop"], ["adaptive=false"])[0]
+        res.add((name, 0, m["label"] + " adaptive=false"), clean, out)
+
+
+def ffmpeg_quality(res, args, images, name, clean, noisy, methods, bm3d_plan):
+    """The ffmpeg filters on one image; returns the sigmas bm3d may run,
+    fixed from the time of its first run."""
+    for f in (f for f in CALIBRATION if f in methods):
+        sigmas = args.sigmas
+        if f == "bm3d":
+            if bm3d_plan is None:
+                first = ffmpeg_gray(noisy[25], ffmpeg_filter(f, 25))
+                res.add((name, 25, f), clean, *first)
+                bm3d_plan = bm3d_sigmas(images, args.sigmas, args.bm3d_budget,
+                                        first[1] * 512 * 512 / clean.size)
+            sigmas = [s for s in bm3d_plan if (name, s, f) not in res]
+        for s in sigmas:
+            res.add((name, s, f), clean, *ffmpeg_gray(noisy[s], ffmpeg_filter(f, s)))
+    return bm3d_plan
+
+
 def gray_quality(args, gst, models, images, methods):
-    res = Results()
-    bm3d_plan = None
+    res, bm3d_plan = Results(), None
     network_alone = gst.has_property("adaptive")
     for name, img in images:
         clean = gray_of(img)
@@ -230,26 +259,11 @@ def gray_quality(args, gst, models, images, methods):
         for s in args.sigmas:
             res.add((name, s, "noisy"), clean, noisy[s])
         for m in models:
-            outs = gst.denoise([clean] + [noisy[s] for s in args.sigmas], "gray8", m["prop"])
-            for s, out in zip([0, *args.sigmas], outs):
-                res.add((name, s, m["label"]), clean, out)
-            if network_alone:  # adaptive strength off: the network alone on a clean frame
-                out = gst.denoise([clean], "gray8", m["prop"], ["adaptive=false"])[0]
-                res.add((name, 0, m["label"] + " adaptive=false"), clean, out)
+            aedenoise_quality(res, gst, m, name, clean, noisy, network_alone)
         if "opencv-nlm" in methods:
             for s in args.sigmas:
                 res.add((name, s, "opencv-nlm"), clean, *opencv_nlm(noisy[s], s))
-        for f in (f for f in CALIBRATION if f in methods):
-            sigmas = args.sigmas
-            if f == "bm3d":
-                if bm3d_plan is None:
-                    first = ffmpeg_gray(noisy[25], ffmpeg_filter(f, 25))
-                    res.add((name, 25, f), clean, *first)
-                    bm3d_plan = bm3d_sigmas(images, args.sigmas, args.bm3d_budget,
-                                            first[1] * 512 * 512 / clean.size)
-                sigmas = [s for s in bm3d_plan if (name, s, f) not in res]
-            for s in sigmas:
-                res.add((name, s, f), clean, *ffmpeg_gray(noisy[s], ffmpeg_filter(f, s)))
+        bm3d_plan = ffmpeg_quality(res, args, images, name, clean, noisy, methods, bm3d_plan)
     return res
 
 
