@@ -12,8 +12,8 @@ packages=(
 )
 # Extra packages for the benchmarks (tests/bench), on request.
 if [ "${1:-}" = "--bench" ]; then
-  packages+=(python3-torch python3-numpy python3-skimage python3-opencv ffmpeg
-             mate-backgrounds)
+  packages+=(python3-torch python3-numpy python3-skimage python3-opencv python3-matplotlib ffmpeg
+            mate-backgrounds)
 fi
 
 missing=()

@@ -1,6 +1,7 @@
 /* libae side of the training/inference benchmark (run-train-bench.sh):
  * the issue's reference conv AE on 28x28 gray frames. Prints one
- * "key value" line per figure. */
+ * "key value" line per figure. `--sgemm-peak THREADS` prints only the
+ * cblas_sgemm 1024^3 rate, the anchor for achieved GFLOP/s elsewhere. */
 #include "nn.h"
 
 #include <cblas.h>
@@ -119,8 +120,15 @@ infer_b1 (const ae_model *m, const float *x, size_t n)
 int
 main (int argc, char **argv)
 {
+  /* The peak alone, as an anchor for other benchmarks (run-denoise-bench.sh). */
+  if (argc == 3 && strcmp (argv[1], "--sgemm-peak") == 0) {
+    ae_set_blas_threads (atoi (argv[2]));
+    printf ("sgemm_1024_gflops %.1f\n", sgemm_gflops (1024));
+    return 0;
+  }
   if (argc < 4) {
-    fprintf (stderr, "usage: bench_train FRAMES.u8 COUNT THREADS [EPOCHS]\n");
+    fprintf (stderr, "usage: bench_train FRAMES.u8 COUNT THREADS [EPOCHS]\n"
+                     "       bench_train --sgemm-peak THREADS\n");
     return 2;
   }
   size_t n = (size_t) atol (argv[2]);
