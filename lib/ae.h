@@ -193,6 +193,12 @@ int ae_stripes_count (const ae_stripes *s);
 /* The reconstruction of one C x H x W frame; owned by `s`, valid until the
  * next call. Never allocates. */
 const float *ae_stripes_forward (ae_stripes *s, const float *input);
+/* Runs fn (ctx, y0, y1) once per stripe, on the stripes' threads, for the
+ * rows [y0, y1) that stripe owns (together: every row once): the caller's
+ * own per-row work before and after the model (reading and writing frames)
+ * then uses the cores too. */
+typedef void (*ae_rows_fn) (void *ctx, int y0, int y1);
+void ae_stripes_for_rows (ae_stripes *s, ae_rows_fn fn, void *ctx);
 void ae_stripes_free (ae_stripes *s);
 
 /* ---- Losses and maps ------------------------------------------------------ */

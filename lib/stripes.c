@@ -27,6 +27,8 @@ struct ae_stripes {
   ae_pool *pool;
   const float *frame_in; /* the frame being processed */
   float *frame_out;
+  ae_rows_fn rows_fn;    /* set: the pool runs this instead of the model */
+  void *rows_ctx;
 };
 
 /* Input rows an output row can depend on, on either side. */
@@ -77,6 +79,10 @@ run_stripe (void *ctx, int index)
 {
   ae_stripes *p = ctx;
   const stripe *st = &p->v[index];
+  if (p->rows_fn) {
+    p->rows_fn (p->rows_ctx, st->y0, st->y1);
+    return;
+  }
   int c = p->model->in_c, rows = st->bottom - st->top;
   size_t plane = (size_t) p->h * p->w, part = (size_t) rows * p->w;
   const float *in = p->frame_in;
@@ -155,6 +161,15 @@ ae_stripes_forward (ae_stripes *p, const float *input)
   p->frame_in = input;
   ae_pool_run (p->pool, p->count);
   return p->frame_out;
+}
+
+void
+ae_stripes_for_rows (ae_stripes *p, ae_rows_fn fn, void *ctx)
+{
+  p->rows_fn = fn;
+  p->rows_ctx = ctx;
+  ae_pool_run (p->pool, p->count);
+  p->rows_fn = NULL;
 }
 
 void

@@ -243,9 +243,15 @@ comp_pixel (const GstVideoFrame *frame, int c, int x, int y)
 void
 gst_ae_frame_read_luma (const GstVideoFrame *frame, float *dst)
 {
-  int w = GST_VIDEO_FRAME_WIDTH (frame), h = GST_VIDEO_FRAME_HEIGHT (frame);
+  gst_ae_frame_read_luma_rows (frame, dst, 0, GST_VIDEO_FRAME_HEIGHT (frame));
+}
+
+void
+gst_ae_frame_read_luma_rows (const GstVideoFrame *frame, float *dst, int y0, int y1)
+{
+  int w = GST_VIDEO_FRAME_WIDTH (frame);
   const float k = 1.0f / 255.0f;
-  for (int y = 0; y < h; y++) {
+  for (int y = y0; y < y1; y++) {
     float *row = dst + (size_t) y * w;
     if (!is_rgb (frame)) {
       const guint8 *p = comp_pixel (frame, 0, 0, y);
@@ -272,9 +278,17 @@ void
 gst_ae_frame_write_luma (GstVideoFrame *frame, const float *old_luma, const float *new_luma,
                          float blend)
 {
-  int w = GST_VIDEO_FRAME_WIDTH (frame), h = GST_VIDEO_FRAME_HEIGHT (frame);
+  gst_ae_frame_write_luma_rows (frame, old_luma, new_luma, blend, 0,
+                                GST_VIDEO_FRAME_HEIGHT (frame));
+}
+
+void
+gst_ae_frame_write_luma_rows (GstVideoFrame *frame, const float *old_luma,
+                              const float *new_luma, float blend, int y0, int y1)
+{
+  int w = GST_VIDEO_FRAME_WIDTH (frame);
   int ncomp = is_rgb (frame) ? 3 : 1;
-  for (int y = 0; y < h; y++) {
+  for (int y = y0; y < y1; y++) {
     const float *o = old_luma + (size_t) y * w, *n = new_luma + (size_t) y * w;
     for (int c = 0; c < ncomp; c++) {
       guint8 *p = comp_pixel (frame, c, 0, y);

@@ -64,11 +64,15 @@ void gst_ae_model_slot_unload (GstAeModelSlot *slot);
 
 /* Luma (GRAY8 and YUV: the Y plane; RGB: BT.601 luma) into w*h floats. */
 void gst_ae_frame_read_luma (const GstVideoFrame *frame, float *dst);
+/* Only rows [y0, y1) (dst is still the whole w x h plane). */
+void gst_ae_frame_read_luma_rows (const GstVideoFrame *frame, float *dst, int y0, int y1);
 /* Adds (new - old) luma to every pixel: YUV writes Y, RGB adds the same
  * delta to R, G and B, which leaves BT.601 chroma unchanged. Alpha and
  * chroma planes are untouched. `blend` in [0,1] mixes new with old. */
 void gst_ae_frame_write_luma (GstVideoFrame *frame, const float *old_luma, const float *new_luma,
                               float blend);
+void gst_ae_frame_write_luma_rows (GstVideoFrame *frame, const float *old_luma,
+                                   const float *new_luma, float blend, int y0, int y1);
 /* Planar RGB (3*w*h floats): RGB formats directly, YUV via BT.601
  * (chroma upsampled by replication), GRAY8 replicated. */
 void gst_ae_frame_read_rgb (const GstVideoFrame *frame, float *dst);

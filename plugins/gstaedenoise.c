@@ -351,33 +351,62 @@ adaptive_gain (gdouble noise_level)
   return (gfloat) CLAMP ((noise_level - GATE_LOW) / (GATE_HIGH - GATE_LOW), 0.0, 1.0);
 }
 
+/* One frame's per-row work, run on the stripes' threads. */
+typedef struct {
+  GstVideoFrame *frame;
+  float *luma;
+  const float *denoised;
+  gfloat strength;
+} RowJob;
+
+static void
+read_rows (void *ctx, int y0, int y1)
+{
+  RowJob *job = ctx;
+  gst_ae_frame_read_luma_rows (job->frame, job->luma, y0, y1);
+}
+
+static void
+write_rows (void *ctx, int y0, int y1)
+{
+  RowJob *job = ctx;
+  gst_ae_frame_write_luma_rows (job->frame, job->luma, job->denoised, job->strength, y0, y1);
+}
+
 /* Reads the luma, runs the network and writes the change back. Without
- * padding the network reads the frame's luma in place and its output is
- * used directly. With `adaptive`, a clean frame is left as it is. */
+ * padding (sides already multiples of the model's), the network reads the
+ * frame's luma in place, its output is used directly, and the stripes'
+ * threads also read and write the frame. With `adaptive`, a clean frame is
+ * left as it is. */
 static void
 denoise_frame (GstAeDenoise *self, GstVideoFrame *frame, gfloat strength, gboolean adaptive)
 {
   gboolean padded = self->luma != NULL;
-  float *old = padded ? self->luma : self->input;
-  gst_ae_frame_read_luma (frame, old);
+  RowJob job = { frame, padded ? self->luma : self->input, NULL, strength };
+  if (padded)
+    gst_ae_frame_read_luma (frame, job.luma);
+  else
+    ae_stripes_for_rows (self->stripes, read_rows, &job);
   if (adaptive) {
-    gdouble level = ae_noise_sigma (old, self->width, self->height);
+    gdouble level = ae_noise_sigma (job.luma, self->width, self->height);
     level = level < 0.0 ? -1.0 : 255.0 * level;
     GST_OBJECT_LOCK (self);
     self->noise_level = level;
     GST_OBJECT_UNLOCK (self);
-    strength *= adaptive_gain (level);
+    job.strength *= adaptive_gain (level);
   }
-  if (strength <= 0.0f)
+  if (job.strength <= 0.0f)
     return;
   if (padded)
-    pad_plane (old, self->width, self->height, self->input, self->pw, self->ph);
-  const float *out = ae_stripes_forward (self->stripes, self->input);
+    pad_plane (job.luma, self->width, self->height, self->input, self->pw, self->ph);
+  job.denoised = ae_stripes_forward (self->stripes, self->input);
   if (padded) {
-    crop_plane (out, self->pw, self->denoised, self->width, self->height);
-    out = self->denoised;
+    crop_plane (job.denoised, self->pw, self->denoised, self->width, self->height);
+    job.denoised = self->denoised;
+    gst_ae_frame_write_luma (frame, job.luma, job.denoised, job.strength);
+  } else {
+    ae_stripes_for_rows (self->stripes, write_rows, &job);
   }
-  gst_ae_frame_write_luma (frame, old, out, strength);
 }
 
 static GstFlowReturn

@@ -123,6 +123,15 @@ test_sessions (void)
   ae_model_free (dn);
 }
 
+/* ae_stripes_for_rows: every row exactly once, across the stripes. */
+static void
+count_rows (void *ctx, int y0, int y1)
+{
+  int *seen = ctx;
+  for (int y = y0; y < y1; y++)
+    seen[y]++;
+}
+
 /* Stripes on worker threads give the whole frame's result, for any thread
  * count, with a receptive field wide enough that a short halo would show. */
 static void
@@ -154,6 +163,11 @@ test_stripes (void)
     }
     CHECK (diff < 1e-5, "%d threads (%d stripes) equal the whole frame (max diff %.2g)",
            threads[t], ae_stripes_count (st), diff);
+    int seen[60] = { 0 }, once = 1;
+    ae_stripes_for_rows (st, count_rows, seen);
+    for (int y = 0; y < h; y++)
+      once &= seen[y] == 1;
+    CHECK (once, "%d stripes: for_rows visits every row once", ae_stripes_count (st));
     ae_stripes_free (st);
   }
   CHECK (ae_stripes_new (m, h, w, 0, &err) == NULL && err.status == AE_E_ARG,
