@@ -219,6 +219,25 @@ float ae_score_top_mean (const float *values, size_t n, float top_fraction, floa
  * in `scratch` (n floats). */
 float ae_percentile (const float *values, size_t n, double p, float *scratch);
 
+/* ---- From anomaly map to frame score --------------------------------------- */
+
+/* How a per-pixel anomaly map becomes one frame score: "mean" (of the raw
+ * map; top_fraction 1), "max" (of the smoothed map; 0) or "top:P", the mean
+ * of the largest P % of the smoothed map (0 < P < 100; P / 100). Returns 1
+ * and sets *top_fraction when the name is valid. */
+int ae_aggregate_from_name (const char *name, float *top_fraction);
+
+/* Mean over a (2 radius + 1)^2 box, shrunk at the borders (radius 0 copies).
+ * `scratch` holds width * (height + 1) floats; map and smooth may not overlap. */
+void ae_map_smooth (const float *map, float *smooth, int width, int height, int radius,
+                    float *scratch);
+
+/* The frame score of n map values: the mean of `map` when top_fraction >= 1,
+ * otherwise the mean of the largest top_fraction of `smooth` (its maximum for
+ * 0). `scratch` holds n floats. */
+float ae_map_score (const float *map, const float *smooth, size_t n, float top_fraction,
+                    float *scratch);
+
 /* ---- Training ------------------------------------------------------------- */
 
 typedef struct ae_dataset {

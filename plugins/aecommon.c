@@ -419,3 +419,12 @@ gst_ae_parse_roi (const gchar *str, gboolean *set, GstVideoRectangle *r)
   }
   return ok;
 }
+
+gint
+gst_ae_stripe_threads (gint requested, gint max)
+{
+  gint threads = requested > 0 ? requested : CLAMP ((gint) g_get_num_processors (), 1, max);
+  if (threads > 1)
+    ae_set_blas_threads (1);
+  return threads;
+}

@@ -82,6 +82,11 @@ void gst_ae_frame_read (const GstVideoFrame *frame, int channels, float *dst);
 /* Area-average (down) or bilinear (up) resampling of `channels` planes. */
 void gst_ae_resample (const float *src, int sw, int sh, float *dst, int dw, int dh, int channels);
 
+/* Worker threads for frame stripes: `requested`, or one per core (at most
+ * `max`) for 0. With several, OpenBLAS goes to one thread (process-wide: it
+ * has no other setting) so that the stripes, not its threads, use the cores. */
+gint gst_ae_stripe_threads (gint requested, gint max);
+
 /* The `roi` property: "x,y,w,h" (also "<x,y,w,h>"), x, y >= 0, w, h > 0.
  * An empty or NULL string is valid and means the whole frame (*set FALSE).
  * Returns FALSE on anything else. */

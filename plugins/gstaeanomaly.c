@@ -67,11 +67,22 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
 #define DEFAULT_EVENT_FRAMES 1
 #define DEFAULT_EVENT_GAP 1
 #define DEFAULT_LEARN_FRAMES 100
+#define DEFAULT_SMOOTH_RADIUS (-1)
+#define DEFAULT_THREADS 0
+#define MAX_THREADS 64
 
-/* Unset pixel-threshold: normal pixels scatter around the frame threshold
- * (a mean), so a region must stand well above it. */
-#define PIXEL_THRESHOLD_FACTOR 4.0
-#define SMOOTH_RADIUS 2 /* 5x5 box */
+/* A model that names no aggregation (older files) scores the mean of the
+ * raw map and smooths with a 5x5 box. */
+#define MODEL_DEFAULT_AGGREGATE "mean"
+#define MODEL_DEFAULT_SMOOTH_RADIUS 2
+#define MAX_SMOOTH_RADIUS 64
+
+/* Unset pixel-threshold: with a mean score normal pixels scatter around the
+ * frame threshold, so a region must stand well above it; with a max or
+ * top-k score the frame threshold already is a level of the smoothed map,
+ * and regions appear exactly where the frame is flagged. */
+#define PIXEL_THRESHOLD_FACTOR_MEAN 4.0
+#define PIXEL_THRESHOLD_FACTOR_PEAK 1.0
 #define DEFAULT_SSIM_WINDOW 7
 
 /* Online learning. The fconv preset has three stride-2 convolutions. Random
@@ -88,6 +99,10 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
 #define LEARN_PERCENTILE 99.5
 #define LEARN_SEED 1
 #define LEARN_MAX_BYTES ((gsize) 512 << 20)
+/* Online learning scores like the recommended offline recipe
+ * (docs/inspection.md): the peak of the smoothed map. */
+#define LEARN_AGGREGATE "max"
+#define LEARN_SMOOTH_RADIUS 4
 
 enum
 {
@@ -105,6 +120,10 @@ enum
   PROP_EVENT_GAP,
   PROP_LEARN_FRAMES,
   PROP_SAVE_MODEL,
+  PROP_AGGREGATE,
+  PROP_SMOOTH_RADIUS,
+  PROP_MAP_LOCATION,
+  PROP_THREADS,
 };
 
 typedef struct
@@ -148,10 +167,10 @@ typedef struct
   float *crop;    /* channels x rw x rh (resampling only) */
   float *input;   /* channels x aw x ah */
   float *map_a;   /* aw x ah, the raw map at the network's size */
+  float *smooth_a; /* aw x ah, map_a smoothed (resampling only) */
   float *map;     /* rw x rh, raw */
   float *smooth;  /* rw x rh */
-  float *tmp;     /* rw x rh, first pass of the box filter */
-  float *colsum;  /* rw */
+  float *tmp;     /* rw x (rh + 1), box filter scratch */
   float *scratch; /* error map and score scratch */
   guint8 *visited;
   gint32 *stack;
@@ -164,6 +183,8 @@ typedef struct
   guint interval, min_area, event_frames, event_gap;
   GstAeAnomalyOutput output;
   gboolean post_messages;
+  float top_fraction; /* aggregation, as ae_aggregate_from_name gives it */
+  gint smooth_radius;
 } GstAeSettings;
 
 typedef enum
@@ -185,18 +206,21 @@ struct _GstAeAnomaly
   gint learn_frames;
   GstAeAnomalyOutput output;
   gboolean post_messages;
-  gchar *events_location, *save_model, *roi_str;
+  gchar *events_location, *save_model, *roi_str, *aggregate, *map_location;
+  gint smooth_radius, threads;
   gboolean roi_set, roi_changed;
   GstVideoRectangle roi_prop;
   /* Shared with getters and the hot-swap check (object lock). */
   gdouble model_threshold; /* NaN: none */
+  gchar *model_aggregate;  /* the model's anomaly.aggregate, or the default */
+  gint model_smooth_radius;
   gboolean running, have_caps;
   gint caps_rw, caps_rh;
 
   /* Streaming thread. */
   GstAeShape shape;
   GstAeBuffers buf;
-  ae_session *session;
+  ae_stripes *stripes;
   ae_loss loss;
   gint ssim_window;
   guint64 next_frame, frame_index, since_model;
@@ -206,7 +230,7 @@ struct _GstAeAnomaly
   GstAeMark run_start, gap_start, last_mark;
   guint64 event_begin_frame;
   gdouble event_peak;
-  FILE *events;
+  FILE *events, *maps;
 
   /* Online learning (streaming thread; the trainer owns its job). */
   GstAeLearnState learn_state;
@@ -281,14 +305,31 @@ make_mark (GstAeAnomaly *self, GstBuffer *buffer, GstAeMark *m)
   }
 }
 
+/* Object lock held. Both names were validated when they were set. */
+static float
+aggregate_in_force (GstAeAnomaly *self)
+{
+  float top = 1.0f;
+  ae_aggregate_from_name (self->aggregate ? self->aggregate : self->model_aggregate, &top);
+  return top;
+}
+
+static gdouble
+pixel_factor (float top_fraction)
+{
+  return top_fraction >= 1.0f ? PIXEL_THRESHOLD_FACTOR_MEAN : PIXEL_THRESHOLD_FACTOR_PEAK;
+}
+
 static void
 read_settings (GstAeAnomaly *self, GstAeSettings *s)
 {
   GST_OBJECT_LOCK (self);
   /* NaN and negative values mean "unset". */
   s->threshold = self->threshold >= 0 ? self->threshold : self->model_threshold;
+  s->top_fraction = aggregate_in_force (self);
+  s->smooth_radius = self->smooth_radius >= 0 ? self->smooth_radius : self->model_smooth_radius;
   s->pixel_threshold = self->pixel_threshold > 0 ? self->pixel_threshold
-                                                  : PIXEL_THRESHOLD_FACTOR * s->threshold;
+                                                  : pixel_factor (s->top_fraction) * s->threshold;
   s->interval = self->interval;
   s->min_area = self->min_region_area;
   s->event_frames = self->event_frames;
@@ -341,10 +382,10 @@ buffers_free (GstAeBuffers *b)
   g_free (b->crop);
   g_free (b->input);
   g_free (b->map_a);
+  g_free (b->smooth_a);
   g_free (b->map);
   g_free (b->smooth);
   g_free (b->tmp);
-  g_free (b->colsum);
   g_free (b->scratch);
   g_free (b->visited);
   g_free (b->stack);
@@ -362,8 +403,8 @@ buffers_alloc (GstAeBuffers *b, const GstAeShape *s)
   b->map_a = g_new (float, net);
   b->map = g_new0 (float, roi);
   b->smooth = g_new0 (float, roi);
-  b->tmp = g_new (float, roi);
-  b->colsum = g_new (float, s->roi.w);
+  b->smooth_a = s->resample ? g_new (float, net) : NULL;
+  b->tmp = g_new (float, MAX (roi + s->roi.w, net + s->aw));
   /* SSIM maps need 8 planes; scores and percentiles one of either size. */
   b->scratch = g_new (float, MAX (8 * net, roi));
   b->visited = g_new (guint8, roi);
@@ -389,6 +430,23 @@ model_threshold (const ae_model *m)
   return ae_model_get_float (m, "anomaly.threshold", &t) && isfinite (t) ? t : NAN;
 }
 
+/* The aggregation the threshold was calibrated with; models that predate
+ * anomaly.aggregate scored the mean. */
+static const gchar *
+model_aggregate (const ae_model *m)
+{
+  const gchar *name = ae_model_get_str (m, "anomaly.aggregate");
+  return name ? name : MODEL_DEFAULT_AGGREGATE;
+}
+
+static gint
+model_smooth_radius (const ae_model *m)
+{
+  int64_t r;
+  return ae_model_get_int (m, "anomaly.smooth_radius", &r) && r >= 0 && r <= MAX_SMOOTH_RADIUS
+             ? (gint) r : MODEL_DEFAULT_SMOOTH_RADIUS;
+}
+
 /* GstAeModelCheck: runs at start and, for hot-swaps, on the loader thread. */
 static gboolean
 gst_ae_anomaly_check_model (GstElement *element, const ae_model *m, GError **error)
@@ -405,6 +463,13 @@ gst_ae_anomaly_check_model (GstElement *element, const ae_model *m, GError **err
   if (c != 1 && c != 3) {
     g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
                  "the model takes %d channels; aeanomaly needs 1 (luma) or 3 (RGB)", c);
+    return FALSE;
+  }
+  float top;
+  if (!ae_aggregate_from_name (model_aggregate (m), &top)) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model's anomaly.aggregate \"%s\" is not mean, max or top:P",
+                 model_aggregate (m));
     return FALSE;
   }
   if (!have_threshold && isnan (model_threshold (m))) {
@@ -433,6 +498,9 @@ adopt_model_facts (GstAeAnomaly *self)
   self->loss = model_loss (m, &self->ssim_window);
   GST_OBJECT_LOCK (self);
   self->model_threshold = model_threshold (m);
+  g_free (self->model_aggregate);
+  self->model_aggregate = g_strdup (model_aggregate (m));
+  self->model_smooth_radius = model_smooth_radius (m);
   GST_OBJECT_UNLOCK (self);
   self->since_model = 0;
   GST_INFO_OBJECT (self, "model %s, %s score, threshold %g", ae_model_spec (m),
@@ -448,8 +516,8 @@ swap_model (GstAeAnomaly *self)
   ae_model *old = gst_ae_model_slot_swap (&self->slot, &changed);
   if (!changed)
     return FALSE;
-  ae_session_free (self->session);
-  self->session = NULL;
+  ae_stripes_free (self->stripes);
+  self->stripes = NULL;
   ae_model_free (old);
   return TRUE;
 }
@@ -490,72 +558,40 @@ read_input (GstAeAnomaly *self, const GstVideoFrame *frame)
   gst_ae_resample (b->crop, s->roi.w, s->roi.h, b->input, s->aw, s->ah, s->channels);
 }
 
-/* Reconstructs a prepared input, leaves the raw map over the roi in `map`
- * and returns the frame score in *score: the mean of the raw map at the
- * network's size (without padding), which is exactly what ae-train
- * calibrates "mean-mse" and "mean-ssim" thresholds on. Online learning
- * calibrates with this same function. */
+/* How a map becomes a score: the model's settings, or the properties. */
+typedef struct
+{
+  ae_loss loss;
+  gint window;
+  float top_fraction;
+  gint smooth_radius;
+} GstAeScoring;
+
+/* From an input and its reconstruction: the raw map over the roi in
+ * b->map, smoothed in b->smooth, and the frame score in *score, aggregated
+ * at the network's size without padding — exactly what ae-train calibrates
+ * the threshold on. Online learning calibrates with this same function. */
 static gboolean
-score_input (ae_session *session, const GstAeShape *s, ae_loss loss, gint window,
-             const float *input, float *map_a, float *map, float *scratch, gdouble *score)
+score_input (const GstAeShape *s, const GstAeScoring *sc, const float *input,
+             const float *recon, GstAeBuffers *b, gdouble *score)
 {
   gint rw = s->roi.w, rh = s->roi.h;
-  const float *recon = ae_session_forward (session, input);
-  if (!recon || ae_error_map (loss, input, recon, s->channels, s->ah, s->aw, window, map_a,
-                              scratch) != AE_OK)
+  if (!recon || ae_error_map (sc->loss, input, recon, s->channels, s->ah, s->aw, sc->window,
+                              b->map_a, b->scratch) != AE_OK)
     return FALSE;
   if (s->resample) {
-    *score = ae_score_top_mean (map_a, (size_t) s->aw * s->ah, 1.0f, scratch);
-    gst_ae_resample (map_a, s->aw, s->ah, map, rw, rh, 1);
-    return TRUE;
+    ae_map_smooth (b->map_a, b->smooth_a, s->aw, s->ah, sc->smooth_radius, b->tmp);
+    *score = ae_map_score (b->map_a, b->smooth_a, (size_t) s->aw * s->ah, sc->top_fraction,
+                           b->scratch);
+    gst_ae_resample (b->map_a, s->aw, s->ah, b->map, rw, rh, 1);
+  } else {
+    for (gint y = 0; y < rh; y++)
+      memcpy (b->map + (gsize) y * rw, b->map_a + (gsize) y * s->aw, (gsize) rw * sizeof (float));
   }
-  for (gint y = 0; y < rh; y++)
-    memcpy (map + (gsize) y * rw, map_a + (gsize) y * s->aw, (gsize) rw * sizeof (float));
-  *score = ae_score_top_mean (map, (size_t) rw * rh, 1.0f, scratch);
+  ae_map_smooth (b->map, b->smooth, rw, rh, sc->smooth_radius, b->tmp);
+  if (!s->resample)
+    *score = ae_map_score (b->map, b->smooth, (size_t) rw * rh, sc->top_fraction, b->scratch);
   return TRUE;
-}
-
-/* Mean over a (2r+1)^2 box, shrunk at the borders, as a horizontal then a
- * vertical running sum: O(1) per pixel and no allocation. */
-static void
-box_smooth (const float *src, float *dst, float *tmp, float *colsum, gint w, gint h, gint r)
-{
-  for (gint y = 0; y < h; y++) {
-    const float *in = src + (gsize) y * w;
-    float *out = tmp + (gsize) y * w, sum = 0.0f;
-    gint n = 0;
-    for (gint x = 0; x < MIN (r, w); x++, n++)
-      sum += in[x];
-    for (gint x = 0; x < w; x++) {
-      if (x + r < w)
-        sum += in[x + r], n++;
-      if (x - r - 1 >= 0)
-        sum -= in[x - r - 1], n--;
-      out[x] = sum / (float) n;
-    }
-  }
-  memset (colsum, 0, (gsize) w * sizeof (float));
-  gint n = 0;
-  for (gint y = 0; y < MIN (r, h); y++, n++)
-    for (gint x = 0; x < w; x++)
-      colsum[x] += tmp[(gsize) y * w + x];
-  for (gint y = 0; y < h; y++) {
-    if (y + r < h) {
-      const float *add = tmp + (gsize) (y + r) * w;
-      for (gint x = 0; x < w; x++)
-        colsum[x] += add[x];
-      n++;
-    }
-    if (y - r - 1 >= 0) {
-      const float *sub = tmp + (gsize) (y - r - 1) * w;
-      for (gint x = 0; x < w; x++)
-        colsum[x] -= sub[x];
-      n--;
-    }
-    float *out = dst + (gsize) y * w;
-    for (gint x = 0; x < w; x++)
-      out[x] = colsum[x] / (float) n;
-  }
 }
 
 /* Inserts a region into the result's list, kept sorted by score and
@@ -633,16 +669,15 @@ analyse_frame (GstAeAnomaly *self, const GstVideoFrame *frame, const GstAeSettin
 {
   GstAeBuffers *b = &self->buf;
   GstAeResult *res = &self->result;
+  GstAeScoring sc = { self->loss, self->ssim_window, set->top_fraction, set->smooth_radius };
   read_input (self, frame);
-  if (!score_input (self->session, &self->shape, self->loss, self->ssim_window, b->input,
-                    b->map_a, b->map, b->scratch, &res->score)) {
+  if (!score_input (&self->shape, &sc, b->input, ae_stripes_forward (self->stripes, b->input),
+                    b, &res->score)) {
     GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("Could not compute the anomaly map."),
                        ("ae_error_map failed for a %dx%d input", self->shape.aw,
                         self->shape.ah));
     return FALSE;
   }
-  box_smooth (b->map, b->smooth, b->tmp, b->colsum, self->shape.roi.w, self->shape.roi.h,
-              SMOOTH_RADIUS);
   res->valid = TRUE;
   res->frame = self->frame_index;
   res->threshold = set->threshold;
@@ -660,6 +695,8 @@ typedef struct
   float *x; /* count inputs of shape.aw x shape.ah luma */
   guint count;
   GstAeShape shape;
+  GstAeScoring scoring;
+  gchar *aggregate; /* its name, for the metadata */
   gchar *save_path;
 } GstAeTrainJob;
 
@@ -676,6 +713,7 @@ static void
 train_job_free (GstAeTrainJob *job)
 {
   g_free (job->x);
+  g_free (job->aggregate);
   g_free (job->save_path);
   g_free (job);
 }
@@ -728,18 +766,18 @@ learn_calibrate (GstAeTrainJob *job, const ae_model *m, const gsize *val, gsize 
 {
   const GstAeShape *s = &job->shape;
   gsize n = nval ? nval : job->count, net = (gsize) s->aw * s->ah;
-  gsize roi = (gsize) s->roi.w * s->roi.h;
   ae_session *session = ae_session_new (m, 1, s->ah, s->aw, err);
   if (!session)
     return FALSE;
-  float *map_a = g_new (float, net), *map = g_new (float, roi);
-  float *scratch = g_new (float, MAX (8 * net, MAX (roi, n))), *scores = g_new (float, n);
+  GstAeBuffers b;
+  buffers_alloc (&b, s);
+  float *scores = g_new (float, n), *sorted = g_new (float, n);
   gboolean ok = TRUE;
   gdouble sum = 0, sq = 0, max = -G_MAXDOUBLE;
   for (gsize k = 0; k < n && ok; k++) {
     gdouble v = 0;
-    ok = score_input (session, s, AE_LOSS_MSE, DEFAULT_SSIM_WINDOW,
-                      job->x + (nval ? val[k] : k) * net, map_a, map, scratch, &v);
+    const float *x = job->x + (nval ? val[k] : k) * net;
+    ok = score_input (s, &job->scoring, x, ae_session_forward (session, x), &b, &v);
     scores[k] = (float) v;
     sum += v;
     max = MAX (max, v);
@@ -752,15 +790,14 @@ learn_calibrate (GstAeTrainJob *job, const ae_model *m, const gsize *val, gsize 
     rep->max = max;
     rep->calib_count = n;
     rep->on_training = nval == 0;
-    rep->threshold = ae_percentile (scores, n, LEARN_PERCENTILE, scratch);
+    rep->threshold = ae_percentile (scores, n, LEARN_PERCENTILE, sorted);
   } else if (err) {
     err->status = AE_E_NUMERIC;
     g_strlcpy (err->message, "calibration: cannot compute the error map", sizeof err->message);
   }
+  g_free (sorted);
   g_free (scores);
-  g_free (scratch);
-  g_free (map);
-  g_free (map_a);
+  buffers_free (&b);
   ae_session_free (session);
   return ok;
 }
@@ -808,6 +845,8 @@ learn_write_metadata (ae_model *m, const GstAeTrainJob *job, const GstAeLearnRep
   PUT (ae_model_set_str (m, "train.tool", "aeanomaly " PACKAGE_VERSION));
   PUT (ae_model_set_str (m, "train.date", date));
   PUT (ae_model_set_str (m, "anomaly.score", "mean-mse"));
+  PUT (ae_model_set_str (m, "anomaly.aggregate", job->aggregate));
+  PUT (ae_model_set_int (m, "anomaly.smooth_radius", job->scoring.smooth_radius));
   PUT (ae_model_set_float (m, "anomaly.threshold", r->threshold));
   PUT (ae_model_set_float (m, "anomaly.calibrate_percentile", LEARN_PERCENTILE));
   PUT (ae_model_set_str (m, "anomaly.calibration_set", r->on_training ? "training" : "validation"));
@@ -915,6 +954,13 @@ learn_start_training (GstAeAnomaly *self)
   job->shape = self->shape;
   GST_OBJECT_LOCK (self);
   job->save_path = g_strdup (self->save_model);
+  /* The properties, when set, decide how the learned model scores. */
+  job->aggregate = g_strdup (self->aggregate ? self->aggregate : LEARN_AGGREGATE);
+  job->scoring.loss = AE_LOSS_MSE;
+  job->scoring.window = DEFAULT_SSIM_WINDOW;
+  ae_aggregate_from_name (job->aggregate, &job->scoring.top_fraction);
+  job->scoring.smooth_radius = self->smooth_radius >= 0 ? self->smooth_radius
+                                                         : LEARN_SMOOTH_RADIUS;
   GST_OBJECT_UNLOCK (self);
   self->learn_x = NULL;
   self->learn_count = 0;
@@ -1027,8 +1073,8 @@ gst_ae_anomaly_configure (GstAeAnomaly *self, const GstVideoInfo *info)
   self->caps_rh = s.roi.h;
   GST_OBJECT_UNLOCK (self);
 
-  ae_session_free (self->session);
-  self->session = NULL;
+  ae_stripes_free (self->stripes);
+  self->stripes = NULL;
   buffers_free (&self->buf);
   self->shape = s;
   self->result.valid = FALSE;
@@ -1042,8 +1088,12 @@ gst_ae_anomaly_configure (GstAeAnomaly *self, const GstVideoInfo *info)
     return TRUE;
   }
   ae_error err = { AE_OK, "" };
-  self->session = ae_session_new (m, 1, s.ah, s.aw, &err);
-  if (!self->session) {
+  GST_OBJECT_LOCK (self);
+  gint threads = self->threads;
+  GST_OBJECT_UNLOCK (self);
+  self->stripes = ae_stripes_new (m, s.ah, s.aw, gst_ae_stripe_threads (threads, MAX_THREADS),
+                                  &err);
+  if (!self->stripes) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
                        ("The model cannot run on %dx%d frames: %s", s.roi.w, s.roi.h,
                         err.message), (NULL));
@@ -1231,7 +1281,14 @@ write_event_line (GstAeAnomaly *self, const GstAeMark *m)
   return fflush (f) == 0 && !ferror (f);
 }
 
-/* Messages, events and the JSON line of an analysed frame. */
+static gboolean
+write_map (GstAeAnomaly *self)
+{
+  gsize n = (gsize) self->shape.roi.w * self->shape.roi.h;
+  return fwrite (self->buf.smooth, sizeof (float), n, self->maps) == n;
+}
+
+/* Messages, events, the JSON line and the map of an analysed frame. */
 static gboolean
 publish (GstAeAnomaly *self, GstBuffer *buffer, const GstAeSettings *set)
 {
@@ -1243,6 +1300,11 @@ publish (GstAeAnomaly *self, GstBuffer *buffer, const GstAeSettings *set)
   update_events (self, set, &m);
   if (self->events && !write_event_line (self, &m)) {
     GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not write to the events file."),
+                       GST_ERROR_SYSTEM);
+    return FALSE;
+  }
+  if (self->maps && !write_map (self)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not write to the map file."),
                        GST_ERROR_SYSTEM);
     return FALSE;
   }
@@ -1368,22 +1430,33 @@ draw_output (GstAeAnomaly *self, GstVideoFrame *frame, GstAeAnomalyOutput output
 
 /* ---- GstBaseTransform / GstVideoFilter ------------------------------------------------------ */
 
+/* Opens (truncates) an output file named by a property, if it is set. */
 static gboolean
-open_events (GstAeAnomaly *self)
+open_output (GstAeAnomaly *self, gchar *const *location, const gchar *what, FILE **out)
 {
   GST_OBJECT_LOCK (self);
-  gchar *path = g_strdup (self->events_location);
+  gchar *path = g_strdup (*location);
   GST_OBJECT_UNLOCK (self);
   if (path && *path) {
-    self->events = g_fopen (path, "w");
-    if (!self->events)
+    *out = g_fopen (path, "wb");
+    if (!*out)
       GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
-                         ("Could not open events file \"%s\" for writing.", path),
+                         ("Could not open %s file \"%s\" for writing.", what, path),
                          GST_ERROR_SYSTEM);
   }
-  gboolean ok = !(path && *path) || self->events;
+  gboolean ok = !(path && *path) || *out;
   g_free (path);
   return ok;
+}
+
+static gboolean
+open_outputs (GstAeAnomaly *self)
+{
+  if (open_output (self, &self->events_location, "events", &self->events)
+      && open_output (self, &self->map_location, "map", &self->maps))
+    return TRUE;
+  g_clear_pointer (&self->events, fclose);
+  return FALSE;
 }
 
 static void
@@ -1403,7 +1476,7 @@ gst_ae_anomaly_start (GstBaseTransform *trans)
   GstAeAnomaly *self = GST_AE_ANOMALY (trans);
   GError *error = NULL;
   reset_stream_state (self);
-  if (!open_events (self))
+  if (!open_outputs (self))
     return FALSE;
   GST_OBJECT_LOCK (self);
   self->running = TRUE;
@@ -1426,6 +1499,7 @@ gst_ae_anomaly_start (GstBaseTransform *trans)
     self->running = FALSE;
     GST_OBJECT_UNLOCK (self);
     g_clear_pointer (&self->events, fclose);
+    g_clear_pointer (&self->maps, fclose);
     return FALSE;
   }
   g_free (location);
@@ -1443,11 +1517,12 @@ gst_ae_anomaly_stop (GstBaseTransform *trans)
   self->model_threshold = NAN;
   GST_OBJECT_UNLOCK (self);
   /* Sessions point at their model: free them first. */
-  ae_session_free (self->session);
-  self->session = NULL;
+  ae_stripes_free (self->stripes);
+  self->stripes = NULL;
   gst_ae_model_slot_unload (&self->slot);
   buffers_free (&self->buf);
   g_clear_pointer (&self->events, fclose);
+  g_clear_pointer (&self->maps, fclose);
   return TRUE;
 }
 
@@ -1481,7 +1556,7 @@ gst_ae_anomaly_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *frame)
   GstAeSettings set;
   if (!update_model (self))
     return GST_FLOW_ERROR;
-  if (!self->session)
+  if (!self->stripes)
     return learn_collect (self, frame) ? GST_FLOW_OK : GST_FLOW_ERROR;
   read_settings (self, &set);
   /* Skipped frames really skip: no read, no network, only the last result. */
@@ -1520,6 +1595,21 @@ set_model (GstAeAnomaly *self, const gchar *location)
   gboolean load_now = self->running && location && *location;
   GST_OBJECT_UNLOCK (self);
   gst_ae_model_slot_set_location (&self->slot, GST_ELEMENT (self), location, load_now);
+}
+
+static void
+set_aggregate (GstAeAnomaly *self, const gchar *name)
+{
+  float top;
+  if (name && *name && !ae_aggregate_from_name (name, &top)) {
+    g_warning ("aeanomaly: ignoring aggregate \"%s\": expected mean, max or top:P "
+               "(0 < P < 100)", name);
+    return;
+  }
+  GST_OBJECT_LOCK (self);
+  g_free (self->aggregate);
+  self->aggregate = name && *name ? g_strdup (name) : NULL;
+  GST_OBJECT_UNLOCK (self);
 }
 
 static void
@@ -1563,6 +1653,10 @@ gst_ae_anomaly_set_property (GObject *object, guint prop_id, const GValue *value
     set_roi (self, g_value_get_string (value));
     return;
   }
+  if (prop_id == PROP_AGGREGATE) {
+    set_aggregate (self, g_value_get_string (value));
+    return;
+  }
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
   case PROP_THRESHOLD:
@@ -1600,6 +1694,16 @@ gst_ae_anomaly_set_property (GObject *object, guint prop_id, const GValue *value
     g_free (self->save_model);
     self->save_model = g_value_dup_string (value);
     break;
+  case PROP_SMOOTH_RADIUS:
+    self->smooth_radius = g_value_get_int (value);
+    break;
+  case PROP_MAP_LOCATION:
+    g_free (self->map_location);
+    self->map_location = g_value_dup_string (value);
+    break;
+  case PROP_THREADS:
+    self->threads = g_value_get_int (value);
+    break;
   default:
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     break;
@@ -1623,7 +1727,7 @@ gst_ae_anomaly_get_property (GObject *object, guint prop_id, GValue *value, GPar
   case PROP_PIXEL_THRESHOLD: {
     gdouble t = threshold_in_force (self);
     g_value_set_double (value, self->pixel_threshold > 0 ? self->pixel_threshold
-                               : t >= 0 ? PIXEL_THRESHOLD_FACTOR * t : -1.0);
+                               : t >= 0 ? pixel_factor (aggregate_in_force (self)) * t : -1.0);
     break;
   }
   case PROP_INTERVAL:
@@ -1656,6 +1760,19 @@ gst_ae_anomaly_get_property (GObject *object, guint prop_id, GValue *value, GPar
   case PROP_SAVE_MODEL:
     g_value_set_string (value, self->save_model);
     break;
+  case PROP_AGGREGATE:
+    g_value_set_string (value, self->aggregate ? self->aggregate : self->model_aggregate);
+    break;
+  case PROP_SMOOTH_RADIUS:
+    g_value_set_int (value, self->smooth_radius >= 0 ? self->smooth_radius
+                            : self->model_aggregate ? self->model_smooth_radius : -1);
+    break;
+  case PROP_MAP_LOCATION:
+    g_value_set_string (value, self->map_location);
+    break;
+  case PROP_THREADS:
+    g_value_set_int (value, self->threads);
+    break;
   default:
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     break;
@@ -1668,13 +1785,17 @@ gst_ae_anomaly_finalize (GObject *object)
 {
   GstAeAnomaly *self = GST_AE_ANOMALY (object);
   learn_stop (self);
-  ae_session_free (self->session);
+  ae_stripes_free (self->stripes);
   buffers_free (&self->buf);
   gst_ae_model_slot_clear (&self->slot);
   g_clear_pointer (&self->events, fclose);
+  g_clear_pointer (&self->maps, fclose);
   g_free (self->events_location);
   g_free (self->save_model);
   g_free (self->roi_str);
+  g_free (self->aggregate);
+  g_free (self->model_aggregate);
+  g_free (self->map_location);
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
 
@@ -1716,6 +1837,22 @@ install_detection_properties (GObjectClass *oc)
       g_param_spec_uint ("min-region-area", "Minimum region area",
           "Regions with fewer pixels are not reported", 1, G_MAXINT,
           DEFAULT_MIN_REGION_AREA, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_AGGREGATE,
+      g_param_spec_string ("aggregate", "Aggregate",
+          "How the anomaly map becomes the frame score: \"mean\" (of the raw map), \"max\" "
+          "(of the smoothed map) or \"top:P\" (mean of its largest P %); unset: the model's "
+          "anomaly.aggregate (the threshold was calibrated with it). Reads back the one in force",
+          NULL, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_SMOOTH_RADIUS,
+      g_param_spec_int ("smooth-radius", "Smooth radius",
+          "Radius of the box that smooths the anomaly map (0: none); -1: the model's "
+          "anomaly.smooth_radius, else 2. Reads back the one in force",
+          -1, MAX_SMOOTH_RADIUS, DEFAULT_SMOOTH_RADIUS, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_THREADS,
+      g_param_spec_int ("threads", "Threads",
+          "Worker threads, each running the model over a horizontal stripe of the frame; 0: one "
+          "per CPU. With more than one, OpenBLAS is set to one thread (process-wide)",
+          0, MAX_THREADS, DEFAULT_THREADS, RW_FLAGS | GST_PARAM_MUTABLE_READY));
 }
 
 static void
@@ -1729,6 +1866,11 @@ install_report_properties (GObjectClass *oc)
   g_object_class_install_property (oc, PROP_EVENTS_LOCATION,
       g_param_spec_string ("events-location", "Events location",
           "Write one JSON Lines record per analysed frame to this file (truncated at start)",
+          NULL, RW_FLAGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (oc, PROP_MAP_LOCATION,
+      g_param_spec_string ("map-location", "Map location",
+          "Append each analysed frame's smoothed anomaly map to this file as float32 (native "
+          "byte order), roi width x height values in rows (truncated at start)",
           NULL, RW_FLAGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (oc, PROP_EVENT_FRAMES,
       g_param_spec_uint ("event-frames", "Event frames",
@@ -1795,6 +1937,8 @@ gst_ae_anomaly_init (GstAeAnomaly *self)
   self->event_frames = DEFAULT_EVENT_FRAMES;
   self->event_gap = DEFAULT_EVENT_GAP;
   self->learn_frames = DEFAULT_LEARN_FRAMES;
+  self->smooth_radius = DEFAULT_SMOOTH_RADIUS;
+  self->threads = DEFAULT_THREADS;
   self->model_threshold = NAN;
   mark_init (&self->last_mark);
 }

@@ -204,9 +204,7 @@ gst_ae_denoise_check_model (GstElement *element, const ae_model *m, GError **err
   return TRUE;
 }
 
-/* Worker threads for the frame stripes: the property, or one per core.
- * With several, OpenBLAS goes to one thread (process-wide: it has no
- * other setting) so that the stripes, not its own threads, use the cores. */
+/* Worker threads for the frame stripes (gst_ae_stripe_threads). */
 static gint
 gst_ae_denoise_take_threads (GstAeDenoise *self)
 {
@@ -214,11 +212,7 @@ gst_ae_denoise_take_threads (GstAeDenoise *self)
   gint threads = self->threads;
   self->threads_pending = FALSE;
   GST_OBJECT_UNLOCK (self);
-  if (threads == 0)
-    threads = CLAMP (g_get_num_processors (), 1, MAX_THREADS);
-  if (threads > 1)
-    ae_set_blas_threads (1);
-  return threads;
+  return gst_ae_stripe_threads (threads, MAX_THREADS);
 }
 
 /* Builds the stripes and float planes for the active model and the

@@ -128,6 +128,25 @@ run "$AE_TRAIN" --task encode --arch pca --latent 8 --quiet --output "$T/pca.aem
 check "ae-train --quiet --arch pca succeeds silently" \
   [ "$rc" -eq 0 -a -s "$T/pca.aem" -a ! -s "$T/out" -a ! -s "$T/err" ]
 
+# Labelled defects (white frames) move the threshold to the F1-optimal cut:
+# between the highest held-out normal score and the lowest defect score.
+WHITE="videotestsrc pattern=white num-buffers=20 ! video/x-raw,format=GRAY8,width=28,height=28"
+run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --aggregate max --smooth 1 \
+  --output "$T/f1.aem" --pipeline "$PIPELINE" --defect-pipeline "$WHITE"
+check "ae-train --defect-pipeline succeeds" [ "$rc" -eq 0 -a -s "$T/f1.aem" ]
+check "ae-train reports the F1 threshold" grep -q "best F1 1.0000 between those frames and 20 defect frames" "$T/out"
+run "$AE_INFO" --json "$T/f1.aem"
+if command -v python3 >/dev/null 2>&1; then
+  check "F1 threshold lies between the normal and the defect scores" python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["metadata"]
+assert m["anomaly.threshold_method"] == "f1" and m["anomaly.aggregate"] == "max"
+assert m["anomaly.smooth_radius"] == 1 and m["anomaly.defect_count"] == 20
+assert m["anomaly.val_score_max"] < m["anomaly.threshold"] < m["anomaly.defect_score_min"]
+assert m["anomaly.percentile_threshold"] <= m["anomaly.val_score_max"]
+' "$T/out"
+fi
+
 # ---- Failures ---------------------------------------------------------------------
 OUT=$T/never.aem
 expect_failure "nonexistent --input" nonzero "$OUT" \
@@ -138,6 +157,12 @@ expect_failure "--size 0x5" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --size 0x5
 expect_failure "--loss foo" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --loss foo
+expect_failure "--aggregate top:0" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --aggregate top:0 --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--aggregate with --task denoise" 2 "$OUT" \
+  "$AE_TRAIN" --task denoise --aggregate max --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "unreadable --defect-input" 1 "$OUT" \
+  "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --defect-input "$T/nope.png"
 expect_failure "--lr-schedule steep" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --lr-schedule steep
 expect_failure "missing --task" 2 "$OUT" \

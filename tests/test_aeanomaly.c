@@ -637,6 +637,56 @@ test_events (void)
   g_free (caps);
 }
 
+/* aggregate=max with smooth-radius 3: the score is the peak of the smoothed
+ * map, regions use the frame threshold itself, and map-location receives
+ * exactly the smoothed map. */
+static void
+test_aggregate (void)
+{
+  GstBus *bus;
+  gchar *caps = caps_string ("GRAY8", W, H);
+  gchar *maps = g_build_filename (workdir, "maps.f32", NULL);
+  GstHarness *h = harness_new (&bus, caps, "model", model_path, "aggregate", "max",
+                               "smooth-radius", 3, "map-location", maps, NULL);
+  GRand *rng = g_rand_new_with_seed (12);
+  guint8 img[W * H];
+  float x[W * H], map[W * H], smooth[W * H], scratch[8 * W * H];
+  ae_model *m = ae_model_load (model_path, NULL);
+  ae_session *s = ae_session_new (m, 1, H, W, NULL);
+  texture (img, W, H, rng);
+  add_defect (img, W, 14, 6);
+  to_float (img, x, W * H);
+  ae_error_map (AE_LOSS_MSE, x, ae_session_forward (s, x), 1, H, W, 7, map, scratch);
+  ae_map_smooth (map, smooth, W, H, 3, scratch);
+  double peak = ae_map_score (map, smooth, W * H, 0.0f, scratch);
+  GstBuffer *out = push_frame (h, "GRAY8", W, H, 0, img);
+  gdouble pthr = 0;
+  gchar *agg = NULL;
+  g_object_get (h->element, "pixel-threshold", &pthr, "aggregate", &agg, NULL);
+  CHECK (fabs (score_of (out) - peak) < 1e-6 * MAX (peak, 1e-3),
+         "aggregate=max: score is the peak of the smoothed map (%g vs %g)", score_of (out), peak);
+  CHECK (fabs (pthr - threshold_of (out)) < 1e-12 && g_strcmp0 (agg, "max") == 0,
+         "with max, the pixel threshold in force is the frame threshold (%g, %s)", pthr, agg);
+  gst_buffer_unref (out);
+  harness_free (h, bus);
+  gsize len = 0;
+  gchar *data = NULL;
+  gboolean read = g_file_get_contents (maps, &data, &len, NULL);
+  double worst = read && len == sizeof smooth ? 0 : INFINITY;
+  for (gsize i = 0; isfinite (worst) && i < W * H; i++)
+    worst = MAX (worst, fabs (((const float *) data)[i] - smooth[i]));
+  /* Stripes on worker threads round differently from one whole frame. */
+  CHECK (worst < 1e-5 * peak, "map-location holds the smoothed map as float32 (%" G_GSIZE_FORMAT
+         " bytes, worst difference %g)", len, worst);
+  g_free (data);
+  g_free (agg);
+  ae_session_free (s);
+  ae_model_free (m);
+  g_rand_free (rng);
+  g_free (maps);
+  g_free (caps);
+}
+
 /* interval=3: frames 0, 3, 6 analysed; the rest carry the last result. */
 static void
 test_interval (void)
@@ -1115,6 +1165,7 @@ static const struct
   { "dense", test_dense_model, TRUE },
   { "messages", test_messages, TRUE },
   { "events", test_events, TRUE },
+  { "aggregate", test_aggregate, TRUE },
   { "interval", test_interval, TRUE },
   { "roi", test_roi, TRUE },
   { "threshold", test_threshold, TRUE },

@@ -270,6 +270,54 @@ test_noise_sigma (void)
   free (noisy);
 }
 
+/* Smoothing against the textbook box mean (shrunk at the borders), and the
+ * three aggregations on a map with a known peak. */
+static void
+test_map_score (void)
+{
+  enum { W = 13, H = 9, R = 2 };
+  float map[W * H], smooth[W * H], scratch[W * (H + 1)];
+  ae_rng rng;
+  ae_rng_seed (&rng, 4);
+  for (int i = 0; i < W * H; i++)
+    map[i] = (float) ae_rng_uniform (&rng);
+  ae_map_smooth (map, smooth, W, H, R, scratch);
+  double worst = 0;
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++) {
+      double sum = 0;
+      int n = 0;
+      for (int v = y - R; v <= y + R; v++)
+        for (int u = x - R; u <= x + R; u++)
+          if (v >= 0 && v < H && u >= 0 && u < W)
+            sum += map[v * W + u], n++;
+      worst = fmax (worst, fabs (sum / n - smooth[y * W + x]));
+    }
+  CHECK (worst < 1e-5, "box smoothing equals the direct mean (worst error %.2g)", worst);
+
+  float top;
+  CHECK (ae_aggregate_from_name ("mean", &top) && top == 1.0f, "mean parses");
+  CHECK (ae_aggregate_from_name ("max", &top) && top == 0.0f, "max parses");
+  CHECK (ae_aggregate_from_name ("top:2.5", &top) && fabsf (top - 0.025f) < 1e-7f, "top:2.5");
+  CHECK (!ae_aggregate_from_name ("top:0", &top) && !ae_aggregate_from_name ("top:100", &top)
+         && !ae_aggregate_from_name ("top:", &top) && !ae_aggregate_from_name ("top:5x", &top)
+         && !ae_aggregate_from_name ("median", &top) && !ae_aggregate_from_name (NULL, &top),
+         "bad aggregations are refused");
+
+  float flat[W * H];
+  for (int i = 0; i < W * H; i++)
+    flat[i] = i == 4 * W + 6 ? 10.0f : 1.0f;
+  ae_map_smooth (flat, smooth, W, H, 1, scratch);
+  float mean = ae_map_score (flat, smooth, W * H, 1.0f, scratch);
+  float peak = ae_map_score (flat, smooth, W * H, 0.0f, scratch);
+  /* 8.5 / n: ceil gives 9 pixels whatever the float rounding. */
+  float top9 = ae_map_score (flat, smooth, W * H, 8.5f / (W * H), scratch);
+  CHECK (fabsf (mean - (W * H + 9.0f) / (W * H)) < 1e-5f, "mean of the raw map: %g", mean);
+  CHECK (fabsf (peak - 2.0f) < 1e-5f, "max of the smoothed map is the 3x3 mean at the peak: %g",
+         peak);
+  CHECK (fabsf (top9 - 2.0f) < 1e-5f, "top 9 pixels: the 3x3 around the peak: %g", top9);
+}
+
 /* A 2-channel big frame runs chunked im2col; it must equal unchunked. */
 static void
 test_chunking (void)
@@ -443,6 +491,7 @@ main (void)
   test_stripes ();
   test_direct_conv ();
   test_noise_sigma ();
+  test_map_score ();
   test_save_load (dir);
   char path[600];
   snprintf (path, sizeof path, "%s/model.aem", dir);

@@ -32,6 +32,7 @@
 #define SPEC_MAX 4096
 /* SSIM box window, for training and for calibration scores alike. */
 #define SSIM_WINDOW 7
+#define MAX_SMOOTH 64
 
 /* ---- Options ------------------------------------------------------------------ */
 
@@ -41,8 +42,8 @@ static const char *const task_names[] = { "denoise", "anomaly", "encode" };
 typedef struct {
   /* As given on the command line (NULL when absent). */
   gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s, *crop_s;
-  gchar *lr_schedule_s;
-  gint channels, latent, epochs, batch, threads, repeat;
+  gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline;
+  gint channels, latent, epochs, batch, threads, repeat, smooth;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate;
   gboolean quiet, flip;
@@ -56,6 +57,7 @@ typedef struct {
   int width, height; /* 0 = the source's size */
   int crop_w, crop_h; /* 0 = train on whole frames */
   double noise_min, noise_max; /* pixel units, 0..255 */
+  float top_fraction; /* --aggregate, as ae_aggregate_from_name gives it */
 } options;
 
 static void
@@ -71,6 +73,7 @@ options_init (options *o)
   o->lr = 1e-3;
   o->val_split = 0.1;
   o->calibrate = 99.5;
+  o->smooth = 2;
 }
 
 static void
@@ -83,6 +86,9 @@ options_clear (options *o)
   g_free (o->arch);
   g_free (o->size_s);
   g_free (o->crop_s);
+  g_free (o->aggregate);
+  g_free (o->defect_input);
+  g_free (o->defect_pipeline);
   g_strfreev (o->meta);
   g_free (o->loss_s);
   g_free (o->lr_schedule_s);
@@ -259,6 +265,8 @@ check_numbers (const options *o)
               o->max_frames);
   else if (!(o->calibrate >= 0 && o->calibrate <= 100))
     complain ("--calibrate must be a percentile in [0, 100], got %g", o->calibrate);
+  else if (o->smooth < 0 || o->smooth > MAX_SMOOTH)
+    complain ("--smooth must be from 0 to %d, got %d", MAX_SMOOTH, o->smooth);
   else
     return TRUE;
   return FALSE;
@@ -282,11 +290,31 @@ check_meta (const options *o)
   return TRUE;
 }
 
+/* --aggregate and the labelled defect footage only mean something for
+ * anomaly models. */
+static gboolean
+check_anomaly_options (options *o)
+{
+  o->top_fraction = 1.0f;
+  if (o->aggregate && !ae_aggregate_from_name (o->aggregate, &o->top_fraction))
+    complain ("bad --aggregate '%s': expected mean, max or top:P with 0 < P < 100", o->aggregate);
+  else if (o->defect_input && o->defect_pipeline)
+    complain ("give at most one of --defect-input and --defect-pipeline");
+  else if ((o->defect_input && !*o->defect_input) || (o->defect_pipeline && !*o->defect_pipeline))
+    complain ("empty --defect-input or --defect-pipeline");
+  else if (o->task != TASK_ANOMALY && (o->aggregate || o->defect_input || o->defect_pipeline))
+    complain ("--aggregate, --defect-input and --defect-pipeline need --task anomaly");
+  else
+    return TRUE;
+  return FALSE;
+}
+
 static gboolean
 validate_options (options *o)
 {
   if (!parse_task (o) || !check_source (o) || !check_numbers (o) || !parse_size (o) ||
-      !parse_loss (o) || !parse_lr_schedule (o) || !parse_noise (o) || !check_meta (o))
+      !parse_loss (o) || !parse_lr_schedule (o) || !parse_noise (o) || !check_meta (o) ||
+      !check_anomaly_options (o))
     return FALSE;
   if (o->arch && !*o->arch) {
     complain ("empty --arch");
@@ -342,6 +370,16 @@ parse_options (options *o, int argc, char **argv)
       "Stop reading after N frames (default: all)", "N" },
     { "calibrate", 0, 0, G_OPTION_ARG_DOUBLE, &o->calibrate,
       "Anomaly threshold percentile of validation scores, default 99.5", "P" },
+    { "aggregate", 0, 0, G_OPTION_ARG_STRING, &o->aggregate,
+      "Anomaly frame score: mean (of the map), max or top:P (mean of the largest P % of the "
+      "smoothed map), default mean", "HOW" },
+    { "smooth", 0, 0, G_OPTION_ARG_INT, &o->smooth,
+      "Radius of the box smoothing the anomaly map, default 2 (5x5)", "R" },
+    { "defect-input", 0, 0, G_OPTION_ARG_FILENAME, &o->defect_input,
+      "Footage in which every frame shows a defect: the threshold becomes the one with the "
+      "best F1 between it and the validation frames", "PATH|GLOB|URI" },
+    { "defect-pipeline", 0, 0, G_OPTION_ARG_STRING, &o->defect_pipeline,
+      "As --defect-input, from a gst-launch description", "DESC" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "Print nothing but errors", NULL },
     { "meta", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->meta,
       "Extra string metadata stored in the model (repeatable), e.g. provenance", "KEY=VALUE" },
@@ -636,6 +674,9 @@ typedef struct {
   size_t count;
   gboolean on_training; /* no validation split: scored the training frames */
   double percentile, threshold, mean, std, max;
+  double percentile_threshold;  /* the percentile's, also when F1 chose */
+  size_t defect_count;          /* labelled defect frames; 0: none given */
+  double f1, defect_mean, defect_min;
 } calibration;
 
 static void
@@ -653,14 +694,85 @@ summarize_scores (const float *scores, size_t n, double p, float *scratch, calib
   cal->max = max;
   cal->count = n;
   cal->percentile = p;
-  cal->threshold = ae_percentile (scores, n, p, scratch);
+  cal->threshold = cal->percentile_threshold = ae_percentile (scores, n, p, scratch);
+}
+
+/* Frame scores of n frames of d (those listed in idx, or the first n), as
+ * aeanomaly computes them: error map, smoothing, aggregation. */
+static gboolean
+score_frames (const options *o, ae_session *s, const ae_dataset *d, const size_t *idx, size_t n,
+              float *scores)
+{
+  size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
+  ae_loss kind = o->loss == AE_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
+  float *map = g_new (float, pixels), *smooth = g_new (float, pixels);
+  float *scratch = g_new (float, MAX (8 * pixels, pixels + d->width));
+  ae_status st = AE_OK;
+  for (size_t k = 0; k < n && st == AE_OK; k++) {
+    const float *x = d->x + (idx ? idx[k] : k) * per;
+    st = ae_error_map (kind, x, ae_session_forward (s, x), d->channels, d->height, d->width,
+                       SSIM_WINDOW, map, scratch);
+    ae_map_smooth (map, smooth, d->width, d->height, o->smooth, scratch);
+    scores[k] = ae_map_score (map, smooth, pixels, o->top_fraction, scratch);
+  }
+  if (st != AE_OK)
+    complain ("calibration: cannot compute the %s error map", ae_loss_name (kind));
+  g_free (scratch);
+  g_free (smooth);
+  g_free (map);
+  return st == AE_OK;
+}
+
+typedef struct {
+  float score;
+  gboolean defect;
+} labelled_score;
+
+static int
+cmp_labelled (const void *a, const void *b)
+{
+  float x = ((const labelled_score *) a)->score, y = ((const labelled_score *) b)->score;
+  return (x > y) - (x < y);
+}
+
+/* The threshold with the best F1 for "score > threshold is a defect" over
+ * normal and defect scores (Anomalib's adaptive threshold): the midpoint of
+ * the gap at the best cut; on ties the highest such cut (fewer alarms). */
+static double
+f1_threshold (const float *normal, size_t nn, const float *defect, size_t nd, double *best_f1)
+{
+  size_t n = nn + nd, normals_below = 0, defects_below = 0, best = 0;
+  labelled_score *all = g_new (labelled_score, n);
+  for (size_t k = 0; k < n; k++)
+    all[k] = k < nn ? (labelled_score) { normal[k], FALSE }
+                    : (labelled_score) { defect[k - nn], TRUE };
+  qsort (all, n, sizeof *all, cmp_labelled);
+  *best_f1 = -1.0;
+  /* Cut i flags all[i..n-1]; only cuts between distinct scores count. */
+  for (size_t i = 0; i < n; i++) {
+    if (i == 0 || all[i].score > all[i - 1].score) {
+      double tp = (double) (nd - defects_below), fp = (double) (nn - normals_below);
+      double f1 = 2 * tp / (2 * tp + fp + (double) defects_below);
+      if (f1 >= *best_f1) {
+        *best_f1 = f1;
+        best = i;
+      }
+    }
+    all[i].defect ? defects_below++ : normals_below++;
+  }
+  double t = best > 0 ? 0.5 * ((double) all[best - 1].score + all[best].score)
+                      : all[0].score - 0.5 * fabs ((double) all[0].score) - 1e-12;
+  g_free (all);
+  return t;
 }
 
 /* Scores frames the model did not train on (when there are any) and puts
  * the threshold at the requested percentile, so the expected false-alarm
- * rate on normal frames is about (100 - p)%. */
+ * rate on normal frames is about (100 - p)%. With labelled defect frames
+ * the threshold is instead the F1-optimal one between the two sets. */
 static int
-calibrate (const options *o, const ae_model *model, const ae_dataset *d, calibration *cal)
+calibrate (const options *o, const ae_model *model, const ae_dataset *d, const ae_dataset *bad,
+           calibration *cal)
 {
   size_t *idx = g_new (size_t, d->count);
   size_t n = ae_validation_indices (d->count, (float) o->val_split, (uint64_t) o->seed, idx);
@@ -676,27 +788,29 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, calibra
     g_free (idx);
     return EXIT_FAILURE;
   }
-  size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
-  ae_loss kind = o->loss == AE_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
-  float *map = g_new (float, pixels), *scratch = g_new (float, MAX (8 * pixels, n));
-  float *scores = g_new (float, n);
-  ae_status st = AE_OK;
-  for (size_t k = 0; k < n && st == AE_OK; k++) {
-    const float *x = d->x + idx[k] * per;
-    st = ae_error_map (kind, x, ae_session_forward (s, x), d->channels, d->height, d->width,
-                       SSIM_WINDOW, map, scratch);
-    scores[k] = ae_score_top_mean (map, pixels, 1.0f, scratch);
+  float *scores = g_new (float, n), *sorted = g_new (float, n);
+  float *bad_scores = g_new (float, bad->count + 1);
+  gboolean ok = score_frames (o, s, d, idx, n, scores)
+                && score_frames (o, s, bad, NULL, bad->count, bad_scores);
+  if (ok)
+    summarize_scores (scores, n, o->calibrate, sorted, cal);
+  cal->defect_count = bad->count;
+  if (ok && bad->count) {
+    double sum = 0, min = INFINITY;
+    for (size_t k = 0; k < bad->count; k++) {
+      sum += bad_scores[k];
+      min = MIN (min, (double) bad_scores[k]);
+    }
+    cal->defect_mean = sum / (double) bad->count;
+    cal->defect_min = min;
+    cal->threshold = f1_threshold (scores, n, bad_scores, bad->count, &cal->f1);
   }
-  if (st == AE_OK)
-    summarize_scores (scores, n, o->calibrate, scratch, cal);
-  else
-    complain ("calibration: cannot compute the %s error map", ae_loss_name (kind));
+  g_free (bad_scores);
+  g_free (sorted);
   g_free (scores);
-  g_free (scratch);
-  g_free (map);
   ae_session_free (s);
   g_free (idx);
-  return st == AE_OK ? 0 : EXIT_FAILURE;
+  return ok ? 0 : EXIT_FAILURE;
 }
 
 /* ---- Metadata ---------------------------------------------------------------------- */
@@ -793,13 +907,23 @@ put_anomaly_meta (meta_writer *w, const options *o, const calibration *cal)
   put_str (w, "anomaly.score", ssim ? "mean-ssim" : "mean-mse");
   if (ssim)
     put_int (w, "anomaly.ssim_window", SSIM_WINDOW);
+  put_str (w, "anomaly.aggregate", o->aggregate ? o->aggregate : "mean");
+  put_int (w, "anomaly.smooth_radius", o->smooth);
   put_float (w, "anomaly.threshold", cal->threshold);
+  put_str (w, "anomaly.threshold_method", cal->defect_count ? "f1" : "percentile");
   put_float (w, "anomaly.calibrate_percentile", cal->percentile);
+  put_float (w, "anomaly.percentile_threshold", cal->percentile_threshold);
   put_str (w, "anomaly.calibration_set", cal->on_training ? "training" : "validation");
   put_float (w, "anomaly.val_score_mean", cal->mean);
   put_float (w, "anomaly.val_score_std", cal->std);
   put_float (w, "anomaly.val_score_max", cal->max);
   put_int (w, "anomaly.val_count", (int64_t) cal->count);
+  if (cal->defect_count) {
+    put_int (w, "anomaly.defect_count", (int64_t) cal->defect_count);
+    put_float (w, "anomaly.defect_score_mean", cal->defect_mean);
+    put_float (w, "anomaly.defect_score_min", cal->defect_min);
+    put_float (w, "anomaly.calibration_f1", cal->f1);
+  }
 }
 
 static int
@@ -831,6 +955,21 @@ plural (size_t n)
 }
 
 static void
+print_calibration (const options *o, const calibration *cal)
+{
+  const char *score = o->loss == AE_LOSS_SSIM ? "ssim" : "mse";
+  const char *agg = o->aggregate ? o->aggregate : "mean";
+  printf ("anomaly threshold %.6g: percentile %g of the %s-%s scores of %zu %s frame%s%s "
+          "(mean %.6g, max %.6g)\n", cal->percentile_threshold, cal->percentile, agg, score,
+          cal->count, cal->on_training ? "training" : "validation", plural (cal->count),
+          cal->on_training ? " (no validation split)" : "", cal->mean, cal->max);
+  if (cal->defect_count)
+    printf ("anomaly threshold %.6g in force: best F1 %.4f between those frames and %zu defect "
+            "frame%s (defect scores mean %.6g, min %.6g)\n", cal->threshold, cal->f1,
+            cal->defect_count, plural (cal->defect_count), cal->defect_mean, cal->defect_min);
+}
+
+static void
 print_summary (const options *o, const ae_model *m, const run_info *run)
 {
   const ae_train_result *r = &run->result;
@@ -850,11 +989,7 @@ print_summary (const options *o, const ae_model *m, const run_info *run)
   else
     printf (", no validation set\n");
   if (run->calibrated)
-    printf ("anomaly threshold %.6g: percentile %g of the %s scores of %zu %s frame%s%s "
-            "(mean %.6g, max %.6g)\n", run->cal.threshold, run->cal.percentile,
-            o->loss == AE_LOSS_SSIM ? "mean-ssim" : "mean-mse", run->cal.count,
-            run->cal.on_training ? "training" : "validation", plural (run->cal.count),
-            run->cal.on_training ? " (no validation split)" : "", run->cal.mean, run->cal.max);
+    print_calibration (o, &run->cal);
   printf ("wrote %s (%s, %dx%d %s, latent %zu, %zu parameters)\n", o->output, o->arch, f->width,
           f->height, f->channels == 1 ? "gray" : "RGB",
           ae_model_latent_size (m, f->height, f->width), ae_model_param_count (m));
@@ -873,18 +1008,20 @@ print_loaded (const options *o, const frames_set *f)
 
 /* ---- Main ------------------------------------------------------------------------------ */
 
+/* Frames of one source; width/height 0 keep the source's size. */
 static int
-load_frames (const options *o, frames_set *frames)
+load_frames (const options *o, const char *input, const char *pipeline, int width, int height,
+             frames_set *frames)
 {
   GError *error = NULL;
   /* Informational lines go to stdout so that stderr holds only errors
    * (and the epoch progress, which follows stderr's terminal). */
   if (!o->quiet) {
-    printf ("loading frames from %s\n", o->input ? o->input : "pipeline");
+    printf ("loading frames from %s\n", input ? input : "pipeline");
     fflush (stdout);
   }
-  if (frames_load (o->input, o->pipeline, o->width, o->height, o->channels,
-                   (size_t) o->max_frames, frames, &error))
+  if (frames_load (input, pipeline, width, height, o->channels, (size_t) o->max_frames, frames,
+                   &error))
     return 0;
   complain ("%s", error->message);
   g_error_free (error);
@@ -923,7 +1060,7 @@ fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info 
 static int
 run (const options *o)
 {
-  frames_set frames = { 0 };
+  frames_set frames = { 0 }, defects = { 0 };
   ae_model *model = NULL;
   run_info info = { .frames = &frames };
   int rc = 0;
@@ -939,14 +1076,21 @@ run (const options *o)
     rc = build_model (o, o->channels, o->crop_h ? o->crop_h : o->height,
                       o->crop_w ? o->crop_w : o->width, &model);
   if (rc == 0)
-    rc = load_frames (o, &frames);
-  if (rc == 0) {
+    rc = load_frames (o, o->input, o->pipeline, o->width, o->height, &frames);
+  if (rc == 0)
     print_loaded (o, &frames);
+  /* Defect footage at the training frames' size, before the long work. */
+  if (rc == 0 && (o->defect_input || o->defect_pipeline))
+    rc = load_frames (o, o->defect_input, o->defect_pipeline, frames.width, frames.height,
+                      &defects);
+  if (rc == 0) {
     ae_dataset data = { frames.x, NULL, frames.count, frames.channels, frames.height,
                         frames.width };
+    ae_dataset bad = { defects.x, NULL, defects.count, frames.channels, frames.height,
+                       frames.width };
     rc = fit_model (o, &data, &model, &info);
     if (rc == 0 && o->task == TASK_ANOMALY) {
-      rc = calibrate (o, model, &data, &info.cal);
+      rc = calibrate (o, model, &data, &bad, &info.cal);
       info.calibrated = rc == 0;
     }
   }
@@ -963,6 +1107,7 @@ run (const options *o)
     print_summary (o, model, &info);
   ae_model_free (model);
   frames_set_clear (&frames);
+  frames_set_clear (&defects);
   g_free (info.date);
   return rc;
 }

@@ -8,11 +8,11 @@ packages=(
   libopenblas-dev liblapacke-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  dataset-fashion-mnist python3 python3-gi gir1.2-gstreamer-1.0 valgrind
+  dataset-fashion-mnist python3 python3-gi gir1.2-gstreamer-1.0 python3-numpy valgrind
 )
 # Extra packages for the benchmarks (tests/bench), on request.
 if [ "${1:-}" = "--bench" ]; then
-  packages+=(python3-torch python3-numpy python3-skimage python3-opencv python3-matplotlib ffmpeg
+  packages+=(python3-torch python3-skimage python3-opencv python3-matplotlib ffmpeg
             mate-backgrounds)
 fi
 
