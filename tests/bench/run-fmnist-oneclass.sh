@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Fashion-MNIST one-class anomaly benchmark through ae-train and aeanomaly
+# (docs/benchmarks.md). Usage:
+#   tests/bench/run-fmnist-oneclass.sh [BUILD_DIR] [--classes 0,1] [--methods conv,pca]
+#                                      [--epochs N] [--torch-epochs N] [--no-torch]
+# Needs: dataset-fashion-mnist, python3-numpy (tools/setup.sh), python3-torch
+# for the PyTorch anchor (tools/setup.sh --bench), and a build.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=build
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+  build=$1
+  shift
+fi
+build=$(cd "$build" && pwd)
+ninja -C "$build" >/dev/null
+exec /usr/bin/python3 "$here/fmnist_oneclass.py" "$build" "$@"
