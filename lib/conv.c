@@ -34,20 +34,26 @@ valid_span (int w, int s, int p, int kx, int ox0, int len, int *lo, int *hi)
 }
 
 /* dst[0..len) = input row at x = (ox0 + i) * s - p + kx, zero outside;
- * [lo, hi) is the valid span of this kernel column. */
+ * [lo, hi) is the valid span of this kernel column. Strided rows are a
+ * handful of floats at small frames, where one select loop beats the calls
+ * to memset around a copy. */
 static inline void
 gather_row (const float *src, const conv_geom *g, int kx, int ox0, int len, int lo, int hi,
             float *dst)
 {
   int s = g->s, p = g->p;
-  memset (dst, 0, (size_t) (lo - ox0) * sizeof (float));
   if (s == 1) {
+    memset (dst, 0, (size_t) (lo - ox0) * sizeof (float));
     memcpy (dst + (lo - ox0), src + (lo - p + kx), (size_t) (hi - lo) * sizeof (float));
-  } else {
-    for (int ox = lo; ox < hi; ox++)
-      dst[ox - ox0] = src[ox * s - p + kx];
+    memset (dst + (hi - ox0), 0, (size_t) (ox0 + len - hi) * sizeof (float));
+    return;
   }
-  memset (dst + (hi - ox0), 0, (size_t) (ox0 + len - hi) * sizeof (float));
+  /* x is clamped to a valid tap so the load needs no branch */
+  for (int i = 0; i < len; i++) {
+    int ox = ox0 + i, x = ox >= lo && ox < hi ? ox * s - p + kx : lo * s - p + kx;
+    float v = hi > lo ? src[x] : 0.0f;
+    dst[i] = ox >= lo && ox < hi ? v : 0.0f;
+  }
 }
 
 /* The adjoint of gather_row: input row x += src[i]. */
@@ -55,15 +61,15 @@ static inline void
 scatter_row (const float *src, const conv_geom *g, int kx, int ox0, int lo, int hi, float *dst)
 {
   int s = g->s, p = g->p;
-  if (s == 1) {
-    float *d = dst + (lo - p + kx);
-    const float *a = src + (lo - ox0);
+  float *d = dst + (lo * s - p + kx);
+  const float *a = src + (lo - ox0);
+  if (s == 1) { /* the same loop, left to the vectoriser */
     for (int i = 0; i < hi - lo; i++)
       d[i] += a[i];
-  } else {
-    for (int ox = lo; ox < hi; ox++)
-      dst[ox * s - p + kx] += src[ox - ox0];
+    return;
   }
+  for (int i = 0; i < hi - lo; i++)
+    d[i * s] += a[i];
 }
 
 enum { GATHER, SCATTER };

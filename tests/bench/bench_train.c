@@ -70,7 +70,9 @@ layer_flops (const ae_layer *l, const int *in, const int *out, int n)
   }
 }
 
-/* Forward GFLOP/s of each weighted layer at the training batch size. */
+/* Forward time of every layer at this batch size: GFLOP/s for the weighted
+ * layers (the training batch), microseconds per sample for all (batch 1,
+ * where the copies and activations around the GEMMs show). */
 static void
 per_layer (const ae_model *m, const float *x, int batch)
 {
@@ -81,14 +83,15 @@ per_layer (const ae_model *m, const float *x, int batch)
   for (int i = 0; i < m->nlayers; i++) {
     layer_ctx c = { m, &m->layers[i], batch, s->shape[i], s->shape[i + 1], s, i };
     double f = layer_flops (c.l, c.in, c.out, batch);
-    if (f == 0)
-      continue;
-    int reps = 200;
+    int reps = batch == 1 ? 20000 : 200;
     double t0 = now ();
     for (int r = 0; r < reps; r++)
       layer_forward (&c, s->act[i], s->act[i + 1]);
     double t = (now () - t0) / reps;
-    printf ("layer%d_%s_gflops %.1f\n", i, ae_layer_kind_name (c.l->kind), f / t / 1e9);
+    if (batch == 1)
+      printf ("layer%d_%s_b1_us %.2f\n", i, ae_layer_kind_name (c.l->kind), t * 1e6);
+    else if (f > 0)
+      printf ("layer%d_%s_gflops %.1f\n", i, ae_layer_kind_name (c.l->kind), f / t / 1e9);
   }
   ae_session_free (s);
 }
@@ -172,6 +175,9 @@ main (int argc, char **argv)
   ae_set_blas_threads (threads);
 
   per_layer (m, x, 64);
+  ae_set_blas_threads (1);
+  per_layer (m, x, 1);
+  ae_set_blas_threads (threads);
   printf ("sgemm_1024_gflops %.1f\n", sgemm_gflops (1024));
   ae_model_free (m);
   free (x);
