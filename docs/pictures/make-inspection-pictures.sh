@@ -40,7 +40,7 @@ lines = [np.hstack([x for f in r for x in (f, gap)][:-1]) for r in rows]
 sep = np.full((4, lines[0].shape[1]), 255, np.uint8)
 img = np.vstack([x for l in lines for x in (l, sep)][:-1])[::2, ::2]
 img.tofile(f"{d}/picture.gray8")
-open(f"{d}/picture.size", "w").write(f"{img.shape[1]} {img.shape[0]}")
+open(f"{d}/picture.size", "w").write(f"{img.shape[1]} {img.shape[0]}\n")
 PY
   read -r w h <"$d/picture.size"
   gst-launch-1.0 -q filesrc location="$d/picture.gray8" ! \
