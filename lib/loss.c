@@ -363,7 +363,10 @@ ae_score_top_mean (const float *values, size_t n, float top_fraction, float *scr
       s += values[i];
     return (float) (s / (double) n);
   }
-  size_t k = (size_t) ceil ((double) top_fraction * (double) n);
+  /* A fraction written as k/n (9/117, say) rounds to a float a hair above
+   * it; the tolerance keeps ceil from taking one pixel more. */
+  double wanted = (double) top_fraction * (double) n;
+  size_t k = (size_t) ceil (wanted * (1.0 - 1e-6));
   if (k < 1)
     k = 1;
   memcpy (scratch, values, n * sizeof (float));

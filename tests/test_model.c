@@ -316,6 +316,9 @@ test_map_score (void)
   CHECK (fabsf (peak - 2.0f) < 1e-5f, "max of the smoothed map is the 3x3 mean at the peak: %g",
          peak);
   CHECK (fabsf (top9 - 2.0f) < 1e-5f, "top 9 pixels: the 3x3 around the peak: %g", top9);
+  /* Exactly 9 of the n pixels: a float a hair above 9/n must not take a tenth. */
+  float exact9 = ae_map_score (flat, smooth, W * H, 9.0f / (W * H), scratch);
+  CHECK (fabsf (exact9 - 2.0f) < 1e-5f, "top 9/n pixels are 9 pixels: %g", exact9);
 }
 
 /* A 2-channel big frame runs chunked im2col; it must equal unchunked. */
