@@ -136,6 +136,66 @@ ae_col2im (const conv_geom *g, const float *col, size_t j0, size_t j1, float *im
   walk_columns (g, img, j0, j1, (float *) col, SCATTER);
 }
 
+/* dst[0..k) += src[0..k): one kernel row landing inside the image. k = 4
+ * (the 4x4 stride-2 decoders) is spelt out so it becomes one vector add. */
+typedef float float4 __attribute__ ((vector_size (16)));
+
+static inline void
+add_tap_row (float *restrict dst, const float *restrict src, int k)
+{
+  if (k == 4) {
+    float4 a, b;
+    memcpy (&a, dst, sizeof a);
+    memcpy (&b, src, sizeof b);
+    a += b;
+    memcpy (dst, &a, sizeof a);
+    return;
+  }
+  for (int i = 0; i < k; i++)
+    dst[i] += src[i];
+}
+
+/* The same row clipped to the image's [0, w). */
+static inline void
+add_tap_row_clipped (float *restrict dst_row, const float *restrict src, int x0, int k, int w)
+{
+  int lo = x0 < 0 ? -x0 : 0, hi = x0 + k > w ? w - x0 : k;
+  for (int i = lo; i < hi; i++)
+    dst_row[x0 + i] += src[i];
+}
+
+void
+ae_col2im_pixel_major (const conv_geom *g, const float *colt, size_t j0, size_t j1, float *img)
+{
+  const int k = g->k, w = g->w, h = g->h;
+  size_t rows = (size_t) g->c * k * k, plane = (size_t) h * w, per_image = (size_t) g->oh * g->ow;
+  int n = (int) (j0 / per_image);
+  int oy = (int) (j0 % per_image / (size_t) g->ow), ox = (int) (j0 % (size_t) g->ow);
+  for (size_t j = j0; j < j1; j++) {
+    int y0 = oy * g->s - g->p, x0 = ox * g->s - g->p;
+    int ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + k > h ? h - y0 : k;
+    int inside_x = x0 >= 0 && x0 + k <= w;
+    const float *src = colt + (j - j0) * rows + (size_t) ky0 * k;
+    float *top = img + (size_t) n * plane + (size_t) (y0 + ky0) * w; /* first row inside */
+    for (int c = 0; c < g->c; c++, src += (size_t) k * k, top += (size_t) g->n * plane)
+      for (int ky = ky0; ky < ky1; ky++) {
+        float *row = top + (size_t) (ky - ky0) * w;
+        const float *taps = src + (size_t) (ky - ky0) * k;
+        if (inside_x)
+          add_tap_row (row + x0, taps, k);
+        else
+          add_tap_row_clipped (row, taps, x0, k, w);
+      }
+    if (++ox == g->ow) {
+      ox = 0;
+      if (++oy == g->oh) {
+        oy = 0;
+        n++;
+      }
+    }
+  }
+}
+
 void
 ae_cnhw_from_nchw (const float *src, float *dst, int n, int c, size_t hw)
 {

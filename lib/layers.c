@@ -256,21 +256,32 @@ conv_backward (const layer_ctx *c, const float *x, const float *dy, float *dx, f
   }
 }
 
+/* Measured at 28x28 batch 1: the pixel-major columns win once several
+ * output channels share each input position (16 channels: -16 %), the
+ * tap-major ones for a single output channel (+20 % otherwise). */
+enum { PIXEL_MAJOR_MIN_CHANNELS = 4 };
+
 static void
 deconv_forward (const layer_ctx *c, const float *x, float *y)
 {
   const ae_layer *l = c->l;
   conv_geom g = deconv_geometry (c);
   const float *w = c->m->params + l->w_off;
-  int cin = c->in[0];
+  int cin = c->in[0], pixel_major = l->out_c >= PIXEL_MAJOR_MIN_CHANNELS;
   size_t rows = (size_t) g.c * g.k * g.k, total = (size_t) g.n * g.oh * g.ow;
   size_t chunk = ae_col_chunk (rows, total, c->s->col_budget), out_total = (size_t) g.n * g.h * g.w;
   memset (y, 0, (size_t) g.c * out_total * sizeof (float));
   for (size_t j0 = 0; j0 < total; j0 += chunk) {
     size_t j1 = j0 + chunk < total ? j0 + chunk : total, cols = j1 - j0;
-    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) rows, (int) cols, cin, 1.0f, w,
-                 (int) rows, x + j0, (int) total, 0.0f, c->s->col, (int) cols);
-    ae_col2im (&g, c->s->col, j0, j1, y);
+    if (pixel_major) { /* colt = x^T w: every tap of one input position in a row */
+      cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) cols, (int) rows, cin, 1.0f,
+                   x + j0, (int) total, w, (int) rows, 0.0f, c->s->col, (int) rows);
+      ae_col2im_pixel_major (&g, c->s->col, j0, j1, y);
+    } else {
+      cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) rows, (int) cols, cin, 1.0f, w,
+                   (int) rows, x + j0, (int) total, 0.0f, c->s->col, (int) cols);
+      ae_col2im (&g, c->s->col, j0, j1, y);
+    }
   }
   add_channel_bias (y, c->m->params + l->b_off, l->out_c, out_total);
 }

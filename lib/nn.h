@@ -158,6 +158,11 @@ typedef struct conv_geom {
 
 void ae_im2col (const conv_geom *g, const float *img, size_t j0, size_t j1, float *col);
 void ae_col2im (const conv_geom *g, const float *col, size_t j0, size_t j1, float *img);
+/* ae_col2im from the transposed columns: colt[(j - j0) * rows + r]. Each
+ * position adds whole kernel rows, contiguous in both, where ae_col2im adds
+ * one strided tap at a time. */
+void ae_col2im_pixel_major (const conv_geom *g, const float *colt, size_t j0, size_t j1,
+                            float *img);
 /* Columns per im2col chunk so that rows x columns stays within budget floats. */
 size_t ae_col_chunk (size_t rows, size_t total_cols, size_t budget);
 #define AE_COL_BUDGET ((size_t) 1 << 20)

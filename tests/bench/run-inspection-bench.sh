@@ -8,13 +8,18 @@
 # (tests/bench/inspection_metrics.py). Then the online-learning mode on the
 # same footage, and the speed figures next to anchors measured in this run.
 #
-# Usage: tests/bench/run-inspection-bench.sh [BUILD_DIR] [SURFACES]
+# Usage: tests/bench/run-inspection-bench.sh [BUILD_DIR] [SURFACES] [LOSS]
+# LOSS (mse, l1 or ssim; default mse) is the training loss and, for ssim, the
+# anomaly map (1 - SSIM). A LOSS given explicitly runs only the offline
+# quality part: online learning and the speed figures do not depend on it.
 # Needs: python3-numpy, a build (meson setup build && ninja -C build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 build=$(cd "${1:-build}" && pwd)
 surfaces=${2:-metal,fabric,wood,pcb}
+loss=${3:-mse}
+case $loss in mse | l1 | ssim) ;; *) echo "unknown loss '$loss' (mse, l1 or ssim)" >&2; exit 2 ;; esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export GST_PLUGIN_PATH=$build/plugins
@@ -23,7 +28,7 @@ size=256
 online_passes=${AE_ONLINE_PASSES:-12} # 12 x 2.4 s of test footage for online training
 # The recipe docs/inspection.md recommends.
 train_opts=(--arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 10
-            --aggregate max --smooth 4)
+            --aggregate max --smooth 4 --loss "$loss")
 
 raw () { # FILE [WIDTH HEIGHT [FPS]]: a gst-launch source of raw GRAY8 frames
   echo "filesrc location=$1 ! rawvideoparse format=gray8 width=${2:-$size}" \
@@ -43,7 +48,7 @@ inspect () {
   "$py" tests/bench/inspection_metrics.py "$dir" "$work/$tag.jsonl" "$work/$tag.f32" "$tag"
 }
 
-echo "# quality per surface (offline model, then online learning of the first 400 frames)"
+echo "# quality per surface, loss $loss (offline model, then online learning of the first 400 frames)"
 IFS=, read -ra list <<<"$surfaces"
 for s in "${list[@]}"; do
   dir=$work/data/$s
@@ -58,6 +63,7 @@ for s in "${list[@]}"; do
   pct=$("$build/tools/ae-info" --json "$work/$s.aem" | "$py" -c \
         'import json,sys; print(json.load(sys.stdin)["metadata"]["anomaly.percentile_threshold"])')
   inspect "$dir" "$s-percentile" model="$work/$s.aem" threshold="$pct"
+  [ -z "${3:-}" ] || continue
   # Online: one stream of the 400 training frames, then the test footage over
   # and over at 100 frames/s while the element trains in the background; the
   # last pass is scored (the learned model has long arrived by then).
@@ -71,6 +77,7 @@ for s in "${list[@]}"; do
     "$s-online"
 done
 
+[ -z "${3:-}" ] || exit 0
 echo "# speed (frames/s; anchors: the same pipeline without aeanomaly, in this run)"
 "$py" tests/bench/inspection_video.py "$work/vga" --surfaces metal --size 640x480 \
   --train 64 --test 300 --defects 1 >/dev/null
