@@ -271,6 +271,9 @@ typedef struct ae_train_opts {
   float val_split;      /* 0.1 */
   int patience;         /* early stopping epochs without val improvement, 0 = off */
   float noise_min, noise_max; /* Gaussian input noise sigma range in [0,1] units */
+  float synthetic_defects; /* probability that a training sample's input gets
+                            * one synthetic defect (bump, flat patch or line;
+                            * lib/defects.c) while its target stays clean, 0 */
   int augment_flip;     /* random horizontal flips */
   int crop_width, crop_height; /* > 0: train on random crops of this size
                                 * (validation: the centre crop) */

@@ -27,6 +27,10 @@ double ae_rng_normal (ae_rng *rng);           /* N(0,1) */
 size_t ae_rng_below (ae_rng *rng, size_t n);  /* [0,n) */
 void ae_rng_shuffle (ae_rng *rng, size_t *v, size_t n);
 
+/* One random local corruption, the same on every channel plane (lib/defects.c). */
+void ae_add_synthetic_defect (float *planes, int channels, size_t channel_stride, int h, int w,
+                              ae_rng *rng);
+
 /* ---- Layers ---------------------------------------------------------------- */
 
 typedef enum layer_kind {

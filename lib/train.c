@@ -117,6 +117,7 @@ check_inputs (const ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae
   if (o->epochs <= 0 || o->batch <= 0 || !(o->lr > 0.0f) || !(o->val_split >= 0.0f)
       || (unsigned) o->lr_schedule > AE_LR_COSINE
       || o->val_split >= 1.0f || o->noise_min < 0.0f || o->noise_max < o->noise_min
+      || !(o->synthetic_defects >= 0.0f && o->synthetic_defects <= 1.0f)
       || o->weight_decay < 0.0f || o->clip_norm < 0.0f || o->patience < 0 || o->repeat < 1
       || o->threads < 0 || o->threads > 256)
     return ae_fail (err, AE_E_ARG, "training options out of range");
@@ -201,8 +202,9 @@ add_noise (float *v, size_t n, float sigma, ae_rng *rng)
 }
 
 /* Gathers samples idx[0..n) into CNHW input and target buffers: a random
- * crop (training) or the centre crop (validation), maybe flipped, with
- * Gaussian noise of a random sigma on the input only. */
+ * crop (training) or the centre crop (validation), maybe flipped, maybe a
+ * synthetic defect (training), with Gaussian noise of a random sigma; the
+ * defect and the noise on the input only. */
 static void
 fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, ae_rng *rng,
             int augment)
@@ -222,12 +224,16 @@ fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, a
     int flip = augment && t->o->augment_flip && ae_rng_uniform (rng) < 0.5;
     float sigma = t->o->noise_min + (float) ae_rng_uniform (rng) * (t->o->noise_max - t->o->noise_min);
     for (int ch = 0; ch < c; ch++) {
-      float *in = input + ((size_t) ch * n + i) * plane;
-      copy_window (x + ch * src_plane, d->width, x0, y0, in, h, w, flip);
+      copy_window (x + ch * src_plane, d->width, x0, y0, input + ((size_t) ch * n + i) * plane,
+                   h, w, flip);
       copy_window (y + ch * src_plane, d->width, x0, y0, target + ((size_t) ch * n + i) * plane,
                    h, w, flip);
-      add_noise (in, plane, sigma, rng);
     }
+    if (augment && t->o->synthetic_defects > 0.0f
+        && ae_rng_uniform (rng) < t->o->synthetic_defects)
+      ae_add_synthetic_defect (input + (size_t) i * plane, c, (size_t) n * plane, h, w, rng);
+    for (int ch = 0; ch < c; ch++)
+      add_noise (input + ((size_t) ch * n + i) * plane, plane, sigma, rng);
   }
 }
 

@@ -165,6 +165,8 @@ expect_failure "unreadable --defect-input" 1 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --defect-input "$T/nope.png"
 expect_failure "--lr-schedule steep" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --lr-schedule steep
+expect_failure "--synthetic-defects 1.5" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --synthetic-defects 1.5
 expect_failure "missing --task" 2 "$OUT" \
   "$AE_TRAIN" --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "bad pipeline syntax" 1 "$OUT" \

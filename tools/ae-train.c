@@ -45,7 +45,7 @@ typedef struct {
   gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline;
   gint channels, latent, epochs, batch, threads, repeat, smooth;
   gint64 seed, max_frames;
-  gdouble lr, val_split, calibrate;
+  gdouble lr, val_split, calibrate, synthetic_defects;
   gboolean quiet, flip;
   gchar **rest;
   gchar **meta; /* --meta KEY=VALUE, kept as given */
@@ -256,6 +256,9 @@ check_numbers (const options *o)
     complain ("--lr must be a positive number, got %g", o->lr);
   else if (!(o->val_split >= 0 && o->val_split < 1))
     complain ("--val-split must be in [0, 1), got %g", o->val_split);
+  else if (!(o->synthetic_defects >= 0 && o->synthetic_defects <= 1))
+    complain ("--synthetic-defects must be a probability in [0, 1], got %g",
+              o->synthetic_defects);
   else if (o->seed < 0)
     complain ("--seed must not be negative, got %" G_GINT64_FORMAT, o->seed);
   else if (o->threads < 0 || o->threads > 256)
@@ -360,6 +363,10 @@ parse_options (options *o, int argc, char **argv)
       "Passes over the frames per epoch (new crops, flips and noise each pass), default 1", "N" },
     { "noise", 0, 0, G_OPTION_ARG_STRING, &o->noise_s,
       "Input noise sigma range in pixel units (default 0:0; 0:50 for denoise)", "SMIN:SMAX" },
+    { "synthetic-defects", 0, 0, G_OPTION_ARG_DOUBLE, &o->synthetic_defects,
+      "Anomaly training: the fraction of training samples given one synthetic defect "
+      "(bump, flat patch or line) on the input, the target kept clean, so the model learns "
+      "to repair rather than copy (default 0)", "P" },
     { "val-split", 0, 0, G_OPTION_ARG_DOUBLE, &o->val_split,
       "Fraction held out for validation, default 0.1", "F" },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "Random seed, default 1", "N" },
@@ -579,6 +586,7 @@ train_network (const options *o, ae_model *model, const ae_dataset *data,
   opts.loss = o->loss;
   opts.ssim_window = SSIM_WINDOW;
   opts.val_split = (float) o->val_split;
+  opts.synthetic_defects = (float) o->synthetic_defects;
   opts.noise_min = (float) (o->noise_min / 255.0);
   opts.noise_max = (float) (o->noise_max / 255.0);
   opts.seed = (uint64_t) o->seed;
@@ -886,6 +894,8 @@ put_train_meta (meta_writer *w, const options *o, const run_info *run)
   put_float (w, "train.lr", o->lr);
   put_int (w, "train.batch", o->batch);
   put_str (w, "train.noise", noise);
+  if (o->synthetic_defects > 0)
+    put_float (w, "train.synthetic_defects", o->synthetic_defects);
   if (o->crop_w)
     put_str (w, "train.crop", o->crop_s);
   put_int (w, "train.flip", o->flip);

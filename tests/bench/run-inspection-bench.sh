@@ -8,10 +8,11 @@
 # (tests/bench/inspection_metrics.py). Then the online-learning mode on the
 # same footage, and the speed figures next to anchors measured in this run.
 #
-# Usage: tests/bench/run-inspection-bench.sh [BUILD_DIR] [SURFACES] [LOSS]
+# Usage: tests/bench/run-inspection-bench.sh [BUILD_DIR] [SURFACES] [LOSS [OPTION...]]
 # LOSS (mse, l1 or ssim; default mse) is the training loss and, for ssim, the
-# anomaly map (1 - SSIM). A LOSS given explicitly runs only the offline
-# quality part: online learning and the speed figures do not depend on it.
+# anomaly map (1 - SSIM); OPTIONs are added to the recipe's ae-train options
+# (e.g. --synthetic-defects 0.5). A LOSS given explicitly runs only the
+# offline quality part: online learning and the speed figures do not use them.
 # Needs: python3-numpy, a build (meson setup build && ninja -C build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +20,7 @@ root=$PWD
 build=$(cd "${1:-build}" && pwd)
 surfaces=${2:-metal,fabric,wood,pcb}
 loss=${3:-mse}
+extra=("${@:4}")
 case $loss in mse | l1 | ssim) ;; *) echo "unknown loss '$loss' (mse, l1 or ssim)" >&2; exit 2 ;; esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -28,7 +30,7 @@ size=256
 online_passes=${AE_ONLINE_PASSES:-12} # 12 x 2.4 s of test footage for online training
 # The recipe docs/inspection.md recommends.
 train_opts=(--arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 10
-            --aggregate max --smooth 4 --loss "$loss")
+            --aggregate max --smooth 4 --loss "$loss" "${extra[@]}")
 
 raw () { # FILE [WIDTH HEIGHT [FPS]]: a gst-launch source of raw GRAY8 frames
   echo "filesrc location=$1 ! rawvideoparse format=gray8 width=${2:-$size}" \
