@@ -344,31 +344,50 @@ test_options_and_cancel (void)
   free (x);
 }
 
+typedef void (*damage_fn) (float *frame, size_t plane, int h, int w, ae_rng *rng);
+
+static void
+add_noise_01 (float *frame, size_t plane, int h, int w, ae_rng *rng)
+{
+  (void) h, (void) w;
+  for (size_t j = 0; j < plane; j++) {
+    float v = frame[j] + 0.1f * (float) ae_rng_normal (rng);
+    frame[j] = v < 0 ? 0 : v > 1 ? 1 : v;
+  }
+}
+
+static void
+add_defect (float *frame, size_t plane, int h, int w, ae_rng *rng)
+{
+  ae_add_synthetic_defect (frame, 1, plane, h, w, rng);
+}
+
 /* Mean squared error against the clean images of the model's output on
- * noisy copies (sigma 0.1, fixed seed); *input_err gets the noisy input's. */
+ * damaged copies (fixed seed); *input_err gets the damaged input's. */
 static double
-denoise_error (const ae_model *m, const float *x, size_t count, int h, int w, double *input_err)
+damaged_error (const ae_model *m, const float *x, size_t count, int h, int w, damage_fn damage,
+               double *input_err)
 {
   size_t plane = (size_t) h * w;
-  float *noisy = malloc (plane * sizeof *noisy);
+  float *damaged = malloc (plane * sizeof *damaged);
   ae_session *s = ae_session_new (m, 1, h, w, NULL);
   ae_rng rng;
   ae_rng_seed (&rng, 5);
   double in_err = 0, out_err = 0;
   for (size_t i = 0; i < count; i++) {
     const float *clean = x + i * plane;
+    memcpy (damaged, clean, plane * sizeof *damaged);
+    damage (damaged, plane, h, w, &rng);
+    const float *y = ae_session_forward (s, damaged);
     for (size_t j = 0; j < plane; j++) {
-      float v = clean[j] + 0.1f * (float) ae_rng_normal (&rng);
-      noisy[j] = v < 0 ? 0 : v > 1 ? 1 : v;
-      in_err += (noisy[j] - clean[j]) * (noisy[j] - clean[j]);
-    }
-    const float *y = ae_session_forward (s, noisy);
-    for (size_t j = 0; j < plane; j++)
+      in_err += (damaged[j] - clean[j]) * (damaged[j] - clean[j]);
       out_err += (y[j] - clean[j]) * (y[j] - clean[j]);
+    }
   }
   ae_session_free (s);
-  free (noisy);
-  *input_err = in_err / (double) (count * plane);
+  free (damaged);
+  if (input_err)
+    *input_err = in_err / (double) (count * plane);
   return out_err / (double) (count * plane);
 }
 
@@ -400,7 +419,7 @@ test_denoising (void)
   ae_dataset d = { x, NULL, n, 1, h, w };
   ae_model *m = train_denoiser (&d, "conv:16:3:1:1:lrelu,conv:16:3:1:1:lrelu,conv:1:3:1:1:sigmoid",
                                 0.1f, 1e-3f);
-  double in_err, err = denoise_error (m, test, 32, h, w, &in_err);
+  double in_err, err = damaged_error (m, test, 32, h, w, add_noise_01, &in_err);
   CHECK (err < in_err / 3, "denoising: MSE %.3g of the noisy input -> %.3g", in_err, err);
   ae_model *noisy = train_denoiser (&d, "conv:1:1:1:0", 0.1f, 0.02f);
   ae_model *clean = train_denoiser (&d, "conv:1:1:1:0", 0.0f, 0.02f);
@@ -573,29 +592,6 @@ test_synthetic_defect_shapes (void)
   CHECK (memcmp (a, b, sizeof a) == 0, "synthetic defects: the same seed, the same defect");
 }
 
-/* Mean squared error against the clean frames of the model's output on
- * frames carrying one synthetic defect each (fixed seed). */
-static double
-repair_error (const ae_model *m, const float *x, size_t count, int h, int w)
-{
-  size_t plane = (size_t) h * w;
-  float *damaged = malloc (plane * sizeof *damaged);
-  ae_session *s = ae_session_new (m, 1, h, w, NULL);
-  ae_rng rng;
-  ae_rng_seed (&rng, 77);
-  double err = 0;
-  for (size_t i = 0; i < count; i++) {
-    memcpy (damaged, x + i * plane, plane * sizeof *damaged);
-    ae_add_synthetic_defect (damaged, 1, plane, h, w, &rng);
-    const float *y = ae_session_forward (s, damaged);
-    for (size_t j = 0; j < plane; j++)
-      err += (y[j] - x[i * plane + j]) * (y[j] - x[i * plane + j]);
-  }
-  ae_session_free (s);
-  free (damaged);
-  return err / (double) (count * plane);
-}
-
 /* Random stripes: a texture that bumps, flat patches and lines are foreign to. */
 static float *
 make_stripes (size_t count, int h, int w, uint64_t seed)
@@ -637,11 +633,12 @@ test_synthetic_defect_training (void)
     ae_error e;
     CHECK (ae_train (m, &d, &o, NULL, &e) == AE_OK, "synthetic defects: trains (%s)",
            with ? "with" : "without");
-    err[with] = repair_error (m, test, 32, h, w);
+    err[with] = damaged_error (m, test, 32, h, w, add_defect, NULL);
     ae_model_free (m);
   }
-  /* measured 0.78: a small model only partly repairs, one that copies gives 1 */
-  CHECK (err[1] < err[0] * 0.85, "synthetic defects: error to the clean frame %.3g without, "
+  /* measured 0.80: a small model only partly repairs; without the defects
+   * reaching the input (or with them in the target) the two runs are equal */
+  CHECK (err[1] < err[0] * 0.9, "synthetic defects: error to the clean frame %.3g without, "
          "%.3g with", err[0], err[1]);
   ae_model *m = ae_model_new ("conv:1:1:1:0", 1, h, w, 1, NULL);
   ae_train_opts o;
