@@ -182,8 +182,8 @@ float ae_noise_sigma (const float *plane, int width, int height);
  * previous output, for rows [y0, y1) of width x height planes:
  *   out = spatial + k (history - spatial)
  * where k = strength (0..1) while the mean of |history - spatial| over the
- * 3x3 box around the pixel (edges repeated) is at most 0.5 noise_sigma,
- * falls linearly to 0 at 1.5 noise_sigma, and is 0 beyond: static areas
+ * 3x3 box around the pixel (edges repeated) is at most 0.25 noise_sigma,
+ * falls linearly to 0 at 0.6 noise_sigma, and is 0 beyond: static areas
  * average over frames, moving ones take the new frame (no trails).
  * noise_sigma is the frame's input noise in plane units (ae_noise_sigma;
  * values under 0.5/255 count as 0.5/255). Reads rows y0 - 1 .. y1 of

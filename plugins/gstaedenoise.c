@@ -717,8 +717,9 @@ install_properties (GObjectClass *oc)
   g_object_class_install_property (oc, PROP_TEMPORAL,
       g_param_spec_double ("temporal", "Temporal",
           "Temporal filtering for static cameras: the share of the previous frame's result "
-          "kept where it agrees with this frame's denoised luma to within half the measured "
-          "noise; falls to 0 (no trails) where they differ by 1.5 times the noise (motion). "
+          "kept where it agrees with this frame's denoised luma to within a quarter of the "
+          "measured noise (3x3 mean); falls to 0 (no trails) where they differ by 0.6 times the "
+          "noise (motion). "
           "0: off, frames are denoised independently; 1 holds static areas unchanged. "
           "The history restarts on caps, flush, segment, DISCONT, gap and untouched frames",
           0.0, 1.0, DEFAULT_TEMPORAL,

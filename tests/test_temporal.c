@@ -32,7 +32,7 @@ reference (const float *s, const float *h, float *out, int w, int ht, float stre
           int xx = x + dx < 0 ? 0 : x + dx >= w ? w - 1 : x + dx;
           sum += fabs (h[yy * w + xx] - s[yy * w + xx]);
         }
-      double m = sum / 9.0, g = (1.5 * sigma - m) / sigma;
+      double m = sum / 9.0, g = (0.6 * sigma - m) / (0.35 * sigma);
       double k = strength * (g < 0.0 ? 0.0 : g > 1.0 ? 1.0 : g);
       out[y * w + x] = (float) (s[y * w + x] + k * (h[y * w + x] - s[y * w + x]));
     }
