@@ -31,6 +31,15 @@ column (const float *const h[3], const float *const s[3], int x)
   return fabsf (h[0][x] - s[0][x]) + fabsf (h[1][x] - s[1][x]) + fabsf (h[2][x] - s[2][x]);
 }
 
+static inline float
+blend (const float *const h[3], const float *const s[3], int x, float box, float hi, float slope,
+       float strength)
+{
+  float k = (hi - box) * slope;
+  k = k < 0.0f ? 0.0f : k > strength ? strength : k;
+  return s[1][x] + k * (h[1][x] - s[1][x]);
+}
+
 void
 ae_temporal_blend_rows (const float *spatial, const float *history, float *out, int width,
                         int height, float strength, float noise_sigma, int y0, int y1)
@@ -46,15 +55,17 @@ ae_temporal_blend_rows (const float *spatial, const float *history, float *out, 
     const float *h[3] = { history + (size_t) up * width, history + (size_t) y * width,
                           history + (size_t) down * width };
     float *o = out + (size_t) y * width;
-    /* A sliding window of three column sums; the edge column repeats. */
-    float mid = column (h, s, 0), left = mid;
-    for (int x = 0; x < width; x++) {
-      float right = x + 1 < width ? column (h, s, x + 1) : mid;
-      float k = (hi - (left + mid + right)) * slope;
-      k = k < 0.0f ? 0.0f : k > strength ? strength : k;
-      o[x] = s[1][x] + k * (h[1][x] - s[1][x]);
-      left = mid;
-      mid = right;
+    /* The edge columns repeat; inside, every pixel on its own (the
+     * compiler vectorises this loop, a sliding sum would not be). */
+    int last = width - 1;
+    float edge = column (h, s, 0), next = width > 1 ? column (h, s, 1) : edge;
+    o[0] = blend (h, s, 0, edge + edge + next, hi, slope, strength);
+    for (int x = 1; x < last; x++)
+      o[x] = blend (h, s, x, column (h, s, x - 1) + column (h, s, x) + column (h, s, x + 1), hi,
+                    slope, strength);
+    if (last > 0) {
+      edge = column (h, s, last);
+      o[last] = blend (h, s, last, column (h, s, last - 1) + edge + edge, hi, slope, strength);
     }
   }
 }
