@@ -176,6 +176,23 @@ size_t ae_session_latent_size (const ae_session *s);
  * under 3x3 (no estimate). Never allocates. */
 float ae_noise_sigma (const float *plane, int width, int height);
 
+/* ---- Temporal (recursive) filtering ------------------------------------------ */
+
+/* Motion-adaptive blend of a frame's spatially denoised plane with the
+ * previous output, for rows [y0, y1) of width x height planes:
+ *   out = spatial + k (history - spatial)
+ * where k = strength (0..1) while the mean of |history - spatial| over the
+ * 3x3 box around the pixel (edges repeated) is at most 0.25 noise_sigma,
+ * falls linearly to 0 at 0.6 noise_sigma, and is 0 beyond: static areas
+ * average over frames, moving ones take the new frame (no trails).
+ * noise_sigma is the frame's input noise in plane units (ae_noise_sigma;
+ * values under 0.5/255 count as 0.5/255). Reads rows y0 - 1 .. y1 of
+ * spatial and history and writes only rows [y0, y1) of out, which must not
+ * overlap them: disjoint row ranges can run on threads at once. Never
+ * allocates. */
+void ae_temporal_blend_rows (const float *spatial, const float *history, float *out, int width,
+                             int height, float strength, float noise_sigma, int y0, int y1);
+
 /* ---- Frame stripes on worker threads -------------------------------------- */
 
 /* Runs a model over one height x width frame split into horizontal stripes,

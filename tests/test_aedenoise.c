@@ -923,6 +923,338 @@ test_adaptive (void)
   g_rand_free (rng);
 }
 
+/* ---- Temporal filtering --------------------------------------------------------------------- */
+
+/* The luma out for a GRAY8 frame pushed as frame `index` with buffer
+ * `flags` (caller frees). */
+static guint8 *
+push_gray (GstHarness *h, gint w, gint hh, guint64 index, const guint8 *luma, GstBufferFlags flags)
+{
+  GstVideoInfo info;
+  info_for (&info, "GRAY8", w, hh);
+  GstBuffer *in = make_gray (w, hh, index, luma);
+  GST_BUFFER_FLAG_SET (in, flags);
+  GstBuffer *out = push (h, in);
+  guint8 *y = read_comp (out, &info, 0);
+  if (out)
+    gst_buffer_unref (out);
+  return y;
+}
+
+/* The default model with `temporal` set. */
+static GstHarness *
+temporal_harness (GstBus **bus, gdouble temporal, gint w, gint h)
+{
+  GstHarness *hn = harness_new (bus, NULL, "GRAY8", w, h);
+  g_object_set (hn->element, "temporal", temporal, NULL);
+  return hn;
+}
+
+/* A bright 16x16 square at column x0 on the smooth image. */
+static void
+square_scene (guint8 *dst, gint w, gint h, gint x0)
+{
+  smooth_image (dst, w, h);
+  for (gint y = 24; y < 40; y++)
+    for (gint x = MAX (x0, 0); x < x0 + 16 && x < w; x++)
+      dst[y * w + x] = 230;
+}
+
+static double
+masked_psnr (const guint8 *a, const guint8 *b, const guint8 *mask, gsize n, gboolean want)
+{
+  double se = 0;
+  gsize count = 0;
+  for (gsize i = 0; i < n; i++)
+    if (!mask[i] == !want) {
+      se += (double) (a[i] - b[i]) * (a[i] - b[i]);
+      count++;
+    }
+  return se == 0 ? 99.0 : 10 * log10 (255.0 * 255.0 * count / se);
+}
+
+/* temporal=0 keeps no state: every frame of a sequence comes out as it does
+ * from a fresh element, also after temporal was on and is switched off. */
+static void
+test_temporal_off (void)
+{
+  const gint w = 40, h = 30;
+  const gsize n = (gsize) w * h;
+  guint8 clean[40 * 30], noisy[4][40 * 30];
+  GRand *rng = g_rand_new_with_seed (14);
+  smooth_image (clean, w, h);
+  GstBus *bus, *bus2;
+  GstHarness *seq = temporal_harness (&bus, 0.8, w, h);
+  gint worst = 0;
+  for (gint t = 0; t < 4; t++) {
+    add_noise (clean, noisy[t], n, 20, rng);
+    g_free (push_gray (seq, w, h, t, noisy[t], 0));
+  }
+  g_object_set (seq->element, "temporal", 0.0, NULL);
+  for (gint t = 0; t < 4; t++) {
+    GstHarness *fresh = harness_new (&bus2, NULL, "GRAY8", w, h);
+    guint8 *a = push_gray (seq, w, h, 4 + t, noisy[t], 0);
+    guint8 *b = denoise_gray (fresh, w, h, noisy[t]);
+    worst = MAX (worst, max_abs_diff (a, b, n));
+    g_free (a);
+    g_free (b);
+    harness_free (fresh, bus2);
+  }
+  CHECK (worst == 0, "temporal back to 0: every frame as from a fresh element (max diff %d)",
+         worst);
+  gdouble back = -1;
+  g_object_get (seq->element, "temporal", &back, NULL);
+  CHECK (back == 0.0, "temporal reads back 0");
+  harness_free (seq, bus);
+  g_rand_free (rng);
+}
+
+/* A static noisy scene: with temporal on, later frames are cleaner than
+ * the spatial result; the first frame (no history yet) is the same. */
+static void
+test_temporal_static (void)
+{
+  const gint w = 64, h = 48, frames = 8;
+  const gsize n = (gsize) w * h;
+  guint8 clean[64 * 48], noisy[64 * 48];
+  GRand *rng = g_rand_new_with_seed (15);
+  smooth_image (clean, w, h);
+  GstBus *bus[2];
+  GstHarness *hn[2] = { temporal_harness (&bus[0], 0.0, w, h),
+                        temporal_harness (&bus[1], 0.8, w, h) };
+  double late[2] = { 0, 0 };
+  gint first = -1;
+  for (gint t = 0; t < frames; t++) {
+    add_noise (clean, noisy, n, 20, rng);
+    guint8 *out[2] = { push_gray (hn[0], w, h, t, noisy, 0), push_gray (hn[1], w, h, t, noisy, 0) };
+    if (t == 0)
+      first = max_abs_diff (out[0], out[1], n);
+    for (gint i = 0; i < 2 && t >= frames - 4; i++)
+      late[i] += psnr (out[i], clean, n) / 4;
+    g_free (out[0]);
+    g_free (out[1]);
+  }
+  CHECK (first == 0, "temporal 0.8, first frame: the spatial result (max diff %d)", first);
+  CHECK (late[1] > late[0] + 1.0, "static scene, frames 5-8: PSNR %.2f dB temporal 0.8, %.2f dB "
+         "spatial only", late[1], late[0]);
+  for (gint i = 0; i < 2; i++)
+    harness_free (hn[i], bus[i]);
+  g_rand_free (rng);
+}
+
+/* A bright square moving 4 pixels a frame: where it is and where it was
+ * (grown by 2 pixels), temporal output is no worse than spatial-only (no
+ * trail); elsewhere it is better. */
+static void
+test_temporal_motion (void)
+{
+  const gint w = 96, h = 64, frames = 10;
+  const gsize n = (gsize) w * h;
+  guint8 clean[96 * 64], noisy[96 * 64], mask[96 * 64];
+  GRand *rng = g_rand_new_with_seed (16);
+  GstBus *bus[2];
+  GstHarness *hn[2] = { temporal_harness (&bus[0], 0.0, w, h),
+                        temporal_harness (&bus[1], 0.8, w, h) };
+  double moving[2] = { 0, 0 }, still[2] = { 0, 0 };
+  for (gint t = 0; t < frames; t++) {
+    gint x0 = 8 + 4 * t;
+    square_scene (clean, w, h, x0);
+    add_noise (clean, noisy, n, 20, rng);
+    for (gsize i = 0; i < n; i++) {
+      gint x = (gint) (i % w), y = (gint) (i / w);
+      mask[i] = y >= 22 && y < 42 && x >= x0 - 4 - 2 && x < x0 + 16 + 2;
+    }
+    for (gint i = 0; i < 2; i++) {
+      guint8 *out = push_gray (hn[i], w, h, t, noisy, 0);
+      if (t >= 3) {
+        moving[i] += masked_psnr (out, clean, mask, n, TRUE) / (frames - 3);
+        still[i] += masked_psnr (out, clean, mask, n, FALSE) / (frames - 3);
+      }
+      g_free (out);
+    }
+  }
+  CHECK (moving[1] > moving[0] - 0.3, "moving square: PSNR %.2f dB temporal 0.8, %.2f dB spatial "
+         "only (no trail)", moving[1], moving[0]);
+  CHECK (still[1] > still[0] + 0.5, "... static background: %.2f dB vs %.2f dB", still[1],
+         still[0]);
+  for (gint i = 0; i < 2; i++)
+    harness_free (hn[i], bus[i]);
+  g_rand_free (rng);
+}
+
+/* An odd size (the network runs on a padded frame) in I420 on three stripe
+ * threads: the blend covers the frame's rows only, chroma passes through,
+ * and later frames gain over spatial-only denoising. */
+static void
+test_temporal_odd (void)
+{
+  const gint w = 33, h = 17, frames = 6;
+  const gsize n = (gsize) w * h;
+  guint8 clean[33 * 17], noisy[33 * 17];
+  GRand *rng = g_rand_new_with_seed (19);
+  GstVideoInfo info;
+  info_for (&info, "I420", w, h);
+  smooth_image (clean, w, h);
+  GstBus *bus[2];
+  GstHarness *hn[2];
+  double late[2] = { 0, 0 };
+  gint chroma = 0;
+  for (gint i = 0; i < 2; i++) {
+    hn[i] = harness_new (&bus[i], NULL, "I420", w, h);
+    g_object_set (hn[i]->element, "temporal", i ? 0.8 : 0.0, "threads", 3, NULL);
+  }
+  for (gint t = 0; t < frames; t++) {
+    add_noise (clean, noisy, n, 20, rng);
+    Source src = { noisy, { NULL, NULL, NULL } };
+    for (gint i = 0; i < 2; i++) {
+      GstBuffer *out = push (hn[i], make_buffer ("I420", w, h, t, &src));
+      guint8 *y = read_comp (out, &info, 0), *u = read_comp (out, &info, 1);
+      if (t >= frames - 3)
+        late[i] += psnr (y, clean, n) / 3;
+      gint cn = GST_VIDEO_INFO_COMP_WIDTH (&info, 1) * GST_VIDEO_INFO_COMP_HEIGHT (&info, 1);
+      for (gint j = 0; j < cn; j++)
+        chroma = MAX (chroma, out ? abs (u[j] - TEST_U) : 999);
+      g_free (y);
+      g_free (u);
+      if (out)
+        gst_buffer_unref (out);
+    }
+  }
+  CHECK (late[1] > late[0] + 0.5 && chroma == 0, "I420 33x17, 3 threads: PSNR %.2f dB temporal "
+         "0.8, %.2f dB spatial only; chroma unchanged", late[1], late[0]);
+  for (gint i = 0; i < 2; i++)
+    harness_free (hn[i], bus[i]);
+  g_rand_free (rng);
+}
+
+typedef enum { RESET_NONE, RESET_DISCONT, RESET_GAP_FLAG, RESET_FLUSH, RESET_GAP, RESET_SEGMENT,
+               RESET_CLEAN, RESET_PASSTHROUGH, RESET_OFF } ResetKind;
+
+static const gchar *const reset_names[] = { "nothing", "DISCONT buffer", "GAP buffer", "flush",
+                                            "gap event", "new segment", "clean frame untouched",
+                                            "strength 0 and back", "temporal 0 and back" };
+
+static void
+push_segment (GstHarness *h)
+{
+  GstSegment seg;
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  gst_harness_push_event (h, gst_event_new_segment (&seg));
+}
+
+/* Does the interruption `kind` between frames 4 and 5 make frame 5 come
+ * out as it does from a fresh element? Returns the max difference. */
+static gint
+after_reset (ResetKind kind, const guint8 *clean, guint8 noisy[][64 * 48], const guint8 *alone)
+{
+  const gint w = 64, h = 48;
+  GstBus *bus;
+  GstHarness *hn = temporal_harness (&bus, 0.8, w, h);
+  GstBufferFlags flags = kind == RESET_DISCONT ? GST_BUFFER_FLAG_DISCONT
+                       : kind == RESET_GAP_FLAG ? GST_BUFFER_FLAG_GAP : 0;
+  for (gint t = 0; t < 4; t++)
+    g_free (push_gray (hn, w, h, t, noisy[t], 0));
+  if (kind == RESET_FLUSH) {
+    gst_harness_push_event (hn, gst_event_new_flush_start ());
+    gst_harness_push_event (hn, gst_event_new_flush_stop (TRUE));
+    push_segment (hn);
+  } else if (kind == RESET_GAP) {
+    gst_harness_push_event (hn, gst_event_new_gap (4 * GST_SECOND / 30, GST_SECOND / 30));
+  } else if (kind == RESET_SEGMENT) {
+    push_segment (hn);
+  } else if (kind == RESET_CLEAN) {
+    g_free (push_gray (hn, w, h, 4, clean, 0));
+  } else if (kind == RESET_PASSTHROUGH || kind == RESET_OFF) {
+    const gchar *prop = kind == RESET_OFF ? "temporal" : "strength";
+    g_object_set (hn->element, prop, 0.0, NULL);
+    g_free (push_gray (hn, w, h, 4, noisy[0], 0));
+    g_object_set (hn->element, prop, kind == RESET_OFF ? 0.8 : 1.0, NULL);
+  }
+  guint8 *out = push_gray (hn, w, h, 5, noisy[4], flags);
+  gint d = max_abs_diff (out, alone, (gsize) w * h);
+  g_free (out);
+  harness_free (hn, bus);
+  return d;
+}
+
+static void
+test_temporal_reset (void)
+{
+  const gint w = 64, h = 48;
+  guint8 clean[64 * 48], noisy[5][64 * 48];
+  GRand *rng = g_rand_new_with_seed (17);
+  smooth_image (clean, w, h);
+  for (gint t = 0; t < 5; t++)
+    add_noise (clean, noisy[t], (gsize) w * h, 20, rng);
+  GstBus *bus;
+  GstHarness *fresh = harness_new (&bus, NULL, "GRAY8", w, h);
+  guint8 *alone = denoise_gray (fresh, w, h, noisy[4]);
+  harness_free (fresh, bus);
+  gint d = after_reset (RESET_NONE, clean, noisy, alone);
+  CHECK (d > 2, "without an interruption frame 5 uses the history (max diff %d)", d);
+  for (ResetKind k = RESET_DISCONT; k <= RESET_OFF; k++) {
+    d = after_reset (k, clean, noisy, alone);
+    CHECK (d == 0, "%s: the history restarts (max diff %d)", reset_names[k], d);
+  }
+  g_free (alone);
+  g_rand_free (rng);
+}
+
+static guint range_warnings;
+
+static void
+count_warning (const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data)
+{
+  (void) domain;
+  (void) level;
+  (void) data;
+  if (strstr (message, "temporal"))
+    range_warnings++;
+}
+
+/* Out-of-range values are refused by GObject (a warning, the old value
+ * stays), the element keeps working; new caps restart the history. */
+static void
+test_temporal_property (void)
+{
+  const gint w = 40, h = 30;
+  guint8 clean[40 * 30], noisy[40 * 30];
+  GRand *rng = g_rand_new_with_seed (18);
+  smooth_image (clean, w, h);
+  add_noise (clean, noisy, sizeof noisy, 20, rng);
+  GstBus *bus;
+  GstHarness *hn = temporal_harness (&bus, 0.5, w, h);
+  GParamSpecDouble *ps = G_PARAM_SPEC_DOUBLE (
+      g_object_class_find_property (G_OBJECT_GET_CLASS (hn->element), "temporal"));
+  CHECK (ps && ps->minimum == 0.0 && ps->maximum == 1.0 && ps->default_value == 0.0,
+         "temporal: 0 ... 1, default 0");
+  guint handler = g_log_set_handler ("GLib-GObject", G_LOG_LEVEL_WARNING, count_warning, NULL);
+  g_object_set (hn->element, "temporal", 1.5, NULL);
+  g_object_set (hn->element, "temporal", -0.1, NULL);
+  g_log_remove_handler ("GLib-GObject", handler);
+  gdouble back = -1;
+  g_object_get (hn->element, "temporal", &back, NULL);
+  CHECK (range_warnings == 2 && back == 0.5, "1.5 and -0.1 refused with %u warnings, value "
+         "stays %.2f", range_warnings, back);
+  g_free (push_gray (hn, w, h, 0, noisy, 0));
+  guint8 *out = push_gray (hn, w, h, 1, noisy, 0);
+  CHECK (max_abs_diff (out, noisy, sizeof noisy) > 0, "... and the element still denoises");
+  g_free (out);
+
+  /* New caps (another frame rate): a fresh start. */
+  gst_harness_set_src_caps_str (hn, "video/x-raw,format=GRAY8,width=40,height=30,framerate=25/1");
+  GstBus *bus2;
+  GstHarness *fresh = harness_new (&bus2, NULL, "GRAY8", w, h);
+  guint8 *alone = denoise_gray (fresh, w, h, noisy);
+  harness_free (fresh, bus2);
+  out = push_gray (hn, w, h, 2, noisy, 0);
+  CHECK (max_abs_diff (out, alone, sizeof noisy) == 0, "new caps: the history restarts");
+  g_free (out);
+  g_free (alone);
+  harness_free (hn, bus);
+  g_rand_free (rng);
+}
+
 /* ---- Main ------------------------------------------------------------------------------------ */
 
 typedef struct
@@ -946,6 +1278,12 @@ static const TestCase tests[] = {
   { "threads", test_threads, FALSE },
   { "adaptive", test_adaptive, FALSE },
   { "preset", test_preset, FALSE },
+  { "temporal_off", test_temporal_off, FALSE },
+  { "temporal_static", test_temporal_static, FALSE },
+  { "temporal_motion", test_temporal_motion, FALSE },
+  { "temporal_odd", test_temporal_odd, FALSE },
+  { "temporal_reset", test_temporal_reset, FALSE },
+  { "temporal_property", test_temporal_property, FALSE },
 };
 
 int
