@@ -322,7 +322,9 @@ ae_model *ae_pca_fit (const ae_dataset *data, int k, ae_error *err);
  * keeps W finite when latents are collinear). Encodes the n frames of
  * `data` listed in idx (all when idx is NULL) at the model's build size
  * and stores the result in the model (saved with it). The latent holds at
- * most 2048 values. */
+ * most AE_LATENT_GAUSSIAN_MAX values. */
+#define AE_LATENT_GAUSSIAN_MAX 2048
+
 ae_status ae_latent_fit (ae_model *model, const ae_dataset *data, const size_t *idx, size_t n,
                          double shrinkage, ae_error *err);
 /* The latent size k of the model's Gaussian, 0 when it has none. */

@@ -211,7 +211,7 @@ check_tensor (const aem_tensor *t, const char *name, int ndim, size_t k, ae_erro
   if (!ok)
     return ae_fail (err, AE_E_FORMAT, "tensor '%s' should be '%s' of shape [%zu%s] for the "
                     "model's %zu-value latent", t ? t->name : "(none)", name, k,
-                    ndim == 2 ? ", k" : "", k);
+                    ndim == 2 ? " x k" : "", k);
   size_t n = aem_tensor_numel (t);
   for (size_t i = 0; i < n; i++)
     if (!isfinite (t->data[i]))

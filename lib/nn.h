@@ -88,7 +88,7 @@ void ae_model_init_weights (ae_model *m, uint64_t seed);
 #define AE_LATENT_MEAN_TENSOR "latent.mean"
 #define AE_LATENT_WHITEN_TENSOR "latent.whiten"
 /* Latent sizes up to this may carry a Gaussian (k x k whitening matrix). */
-#define AE_LATENT_MAX 2048
+#define AE_LATENT_MAX AE_LATENT_GAUSSIAN_MAX
 void ae_latent_clear (ae_model *m);
 /* Adopts the two tensors read from a file (validated: names, shapes for
  * the model's latent size, finite values). */

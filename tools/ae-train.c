@@ -1183,6 +1183,19 @@ load_frames (const options *o, const char *input, const char *pipeline, int widt
   return EXIT_FAILURE;
 }
 
+/* A latent score needs a latent small enough for its Gaussian: checked
+ * before the long work. */
+static int
+check_latent_score (const options *o, const ae_model *m, int height, int width)
+{
+  size_t k = m ? ae_model_latent_size (m, height, width) : (size_t) o->latent;
+  if (o->task != TASK_ANOMALY || o->score == AE_SCORE_RECON || k <= AE_LATENT_GAUSSIAN_MAX)
+    return 0;
+  complain ("--score %s needs a latent of at most %d values; --arch %s has %zu at %dx%d",
+            ae_score_kind_name (o->score), AE_LATENT_GAUSSIAN_MAX, o->arch, k, width, height);
+  return EXIT_USAGE;
+}
+
 /* Builds (when the size was not known before loading) and trains the
  * model; for pca the fit is the training. */
 static int
@@ -1192,7 +1205,9 @@ fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info 
   gint64 start = g_get_monotonic_time ();
   int rc;
   if (run->is_pca) {
-    rc = fit_pca (o, data, model, &run->result);
+    rc = check_latent_score (o, NULL, data->height, data->width);
+    if (rc == 0)
+      rc = fit_pca (o, data, model, &run->result);
   } else {
     rc = *model ? 0 : build_model (o, data->channels, o->crop_h ? o->crop_h : data->height,
                                    o->crop_w ? o->crop_w : data->width, model);
@@ -1205,6 +1220,8 @@ fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info 
                 data->width, data->height);
       rc = EXIT_USAGE;
     }
+    if (rc == 0)
+      rc = check_latent_score (o, *model, data->height, data->width);
     if (rc == 0)
       rc = train_network (o, *model, data, &run->result);
   }
