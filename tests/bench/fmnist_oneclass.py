@@ -131,8 +131,8 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         test_raw = os.path.join(work, "test.gray8")
         test_x.tofile(test_raw)
-        print(f"# Fashion-MNIST one-class AUROC (%), ae-train --epochs {a.epochs}, "
-              f"PyTorch {a.torch_epochs} epochs")
+        print(f"# Fashion-MNIST one-class AUROC (%), ae-train --epochs {a.epochs}"
+              + ("" if a.no_torch else f", PyTorch {a.torch_epochs} epochs"))
         print("class          " + " ".join(f"{m:>{COL}}" for m in cols), flush=True)
         for c in classes:
             train_raw = os.path.join(work, f"train{c}.gray8")
