@@ -209,6 +209,9 @@ expect_failure "--latent-shrinkage 2" 2 "$OUT" \
 expect_failure "--score mahalanobis on a fully convolutional model's large latent" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --arch fconv --size 128x128 --epochs 1 --score mahalanobis \
   --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--score combined with --crop" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch fconv --crop 16x16 --epochs 1 --score combined \
+  --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "unreadable --defect-input" 1 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --defect-input "$T/nope.png"
 expect_failure "--lr-schedule steep" 2 "$OUT" \

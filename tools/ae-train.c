@@ -1189,7 +1189,15 @@ static int
 check_latent_score (const options *o, const ae_model *m, int height, int width)
 {
   size_t k = m ? ae_model_latent_size (m, height, width) : (size_t) o->latent;
-  if (o->task != TASK_ANOMALY || o->score == AE_SCORE_RECON || k <= AE_LATENT_GAUSSIAN_MAX)
+  if (o->task != TASK_ANOMALY || o->score == AE_SCORE_RECON)
+    return 0;
+  if (o->crop_w) {
+    /* The Gaussian belongs to one latent size: the frames', not the crops'. */
+    complain ("--score %s needs whole frames; it cannot be used with --crop",
+              ae_score_kind_name (o->score));
+    return EXIT_USAGE;
+  }
+  if (k <= AE_LATENT_GAUSSIAN_MAX)
     return 0;
   complain ("--score %s needs a latent of at most %d values; --arch %s has %zu at %dx%d",
             ae_score_kind_name (o->score), AE_LATENT_GAUSSIAN_MAX, o->arch, k, width, height);
