@@ -1111,8 +1111,6 @@ resolve_roi (GstAeAnomaly *self, GstAeShape *s)
   return TRUE;
 }
 
-/* Everything that depends on caps, roi and model is (re)built here, so
- * the per-frame path never allocates. */
 /* Latent scores: an encoder session at the network size, whose latent must
  * be the one the model's Gaussian was fitted on. On failure the stripes go
  * too (negotiation fails with err). */
@@ -1132,6 +1130,8 @@ start_encoder (GstAeAnomaly *self, const ae_model *m, const GstAeShape *s, ae_er
   free_runners (self);
 }
 
+/* Everything that depends on caps, roi and model is (re)built here, so
+ * the per-frame path never allocates. */
 static gboolean
 gst_ae_anomaly_configure (GstAeAnomaly *self, const GstVideoInfo *info)
 {
