@@ -455,6 +455,11 @@ ae_model_save (const ae_model *m, const char *path, ae_error *err)
 {
   if (!m || !path)
     return ae_fail (err, AE_E_ARG, "no model or path to save");
+  /* Never write a file the loader would refuse. */
+  ae_frame_scoring fs;
+  ae_error why = { AE_OK, "" };
+  if (ae_model_frame_scoring (m, &fs, &why) != AE_OK)
+    return ae_fail (err, AE_E_ARG, "not saving %s: %s", path, why.message);
   ae_meta meta;
   ae_meta_init (&meta);
   aem_tensor *t = calloc (max_tensors (m) + 1, sizeof *t);

@@ -263,6 +263,11 @@ test_round_trip (const char *path)
   ae_model *m = scored_model ();
   CHECK (ae_model_latent_gaussian (m) == 6, "scored model has a 6-value Gaussian");
   CHECK (ae_model_save (m, path, &err) == AE_OK, "save");
+  ae_model *bad = scored_model ();
+  ae_model_set_str (bad, "anomaly.frame_score", "knn");
+  CHECK (ae_model_save (bad, path, &err) == AE_E_ARG, "a model the loader would refuse is not "
+         "saved: %s", err.message);
+  ae_model_free (bad);
   ae_model *l = ae_model_load (path, &err);
   CHECK (l != NULL, "load (%s)", l ? "ok" : err.message);
   if (!l) {
