@@ -334,6 +334,58 @@ size_t ae_validation_indices (size_t count, float val_split, uint64_t seed, size
  * best rank-k linear reconstruction. */
 ae_model *ae_pca_fit (const ae_dataset *data, int k, ae_error *err);
 
+/* ---- Latent-space scores ---------------------------------------------------- */
+
+/* A Gaussian fitted to the latent vectors of normal frames: their mean and
+ * the whitening matrix W = L^-1/2 V^T of their covariance S, regularised
+ * as (1 - shrinkage) S + shrinkage (tr S / k) I (shrinkage in [0, 1]; it
+ * keeps W finite when latents are collinear). Encodes the n frames of
+ * `data` listed in idx (all when idx is NULL) at the model's build size
+ * and stores the result in the model (saved with it). The latent holds at
+ * most AE_LATENT_GAUSSIAN_MAX values. */
+#define AE_LATENT_GAUSSIAN_MAX 2048
+
+ae_status ae_latent_fit (ae_model *model, const ae_dataset *data, const size_t *idx, size_t n,
+                         double shrinkage, ae_error *err);
+/* The latent size k of the model's Gaussian, 0 when it has none. */
+int ae_model_latent_gaussian (const ae_model *model);
+/* Squared Mahalanobis distance |W (z - mean)|^2 of one latent vector z
+ * (k floats, as ae_session_encode returns at the build size) under the
+ * fitted Gaussian; about k for typical normal frames. -1 without a
+ * Gaussian. `scratch` holds k floats; never allocates. */
+double ae_latent_mahalanobis (const ae_model *model, const float *latent, float *scratch);
+
+/* How a frame score is made (the model's anomaly.frame_score):
+ * AE_SCORE_RECON the reconstruction error map, aggregated (ae_map_score);
+ * AE_SCORE_MAHALANOBIS the latent's squared Mahalanobis distance;
+ * AE_SCORE_COMBINED (recon - recon_mean) / recon_std
+ *                   + (mahalanobis - mahal_mean) / mahal_std,
+ * both standardised with statistics of normal frames. */
+typedef enum ae_score_kind {
+  AE_SCORE_RECON = 0,
+  AE_SCORE_MAHALANOBIS,
+  AE_SCORE_COMBINED
+} ae_score_kind;
+
+typedef struct ae_frame_scoring {
+  ae_score_kind kind;
+  double recon_mean, recon_std, mahal_mean, mahal_std; /* AE_SCORE_COMBINED */
+} ae_frame_scoring;
+
+const char *ae_score_kind_name (ae_score_kind kind); /* "recon", "mahalanobis", "combined" */
+int ae_score_kind_from_name (const char *name, ae_score_kind *out); /* 1 on success */
+/* Reads the model's frame score settings (anomaly.frame_score and, when
+ * combined, anomaly.combined.*; absent: recon) and checks them against its
+ * tensors. The loader runs the same check, so a loaded model always passes. */
+ae_status ae_model_frame_scoring (const ae_model *model, ae_frame_scoring *out, ae_error *err);
+/* Stores the settings as metadata (fails if the model lacks the Gaussian a
+ * latent score needs or a std is not positive). */
+ae_status ae_model_set_frame_scoring (ae_model *model, const ae_frame_scoring *fs,
+                                      ae_error *err);
+/* The frame score from the aggregated map score and the Mahalanobis
+ * distance (ignored for AE_SCORE_RECON). */
+double ae_frame_score (const ae_frame_scoring *fs, double recon, double mahalanobis);
+
 #ifdef __cplusplus
 }
 #endif

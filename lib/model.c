@@ -202,6 +202,7 @@ ae_model_free (ae_model *m)
   free (m->layers);
   free (m->params);
   free (m->stats);
+  ae_latent_clear (m);
   ae_meta_free (&m->meta);
   free (m);
 }
@@ -426,10 +427,27 @@ model_tensors (const ae_model *m, aem_tensor *t)
   return n;
 }
 
+/* The latent Gaussian's two tensors, after the architecture's. */
+static size_t
+latent_tensors (const ae_model *m, aem_tensor *t)
+{
+  if (!m->latent_k)
+    return 0;
+  memset (t, 0, 2 * sizeof *t);
+  snprintf (t[0].name, sizeof t[0].name, "%s", AE_LATENT_MEAN_TENSOR);
+  snprintf (t[1].name, sizeof t[1].name, "%s", AE_LATENT_WHITEN_TENSOR);
+  t[0].ndim = 1;
+  t[1].ndim = 2;
+  t[0].shape[0] = t[1].shape[0] = t[1].shape[1] = m->latent_k;
+  t[0].data = m->latent_mean;
+  t[1].data = m->latent_whiten;
+  return 2;
+}
+
 static size_t
 max_tensors (const ae_model *m)
 {
-  return 4 * (size_t) m->nlayers;
+  return 4 * (size_t) m->nlayers + 2;
 }
 
 ae_status
@@ -437,6 +455,11 @@ ae_model_save (const ae_model *m, const char *path, ae_error *err)
 {
   if (!m || !path)
     return ae_fail (err, AE_E_ARG, "no model or path to save");
+  /* Never write a file the loader would refuse. */
+  ae_frame_scoring fs;
+  ae_error why = { AE_OK, "" };
+  if (ae_model_frame_scoring (m, &fs, &why) != AE_OK)
+    return ae_fail (err, AE_E_ARG, "not saving %s: %s", path, why.message);
   ae_meta meta;
   ae_meta_init (&meta);
   aem_tensor *t = calloc (max_tensors (m) + 1, sizeof *t);
@@ -457,8 +480,11 @@ ae_model_save (const ae_model *m, const char *path, ae_error *err)
   }
   if (st != AE_OK)
     st = ae_fail (err, st, "cannot prepare metadata for %s", path);
-  else
-    st = aem_write (path, &meta, t, model_tensors (m, t), err);
+  else {
+    size_t n = model_tensors (m, t);
+    n += latent_tensors (m, t + n);
+    st = aem_write (path, &meta, t, n, err);
+  }
   free (t);
   ae_meta_free (&meta);
   return st;
@@ -474,7 +500,8 @@ meta_dim (const ae_meta *meta, const char *key, int *out, ae_error *err)
   return AE_OK;
 }
 
-/* The file's tensors must be exactly the architecture's, same order. */
+/* The file's tensors must be exactly the architecture's, same order,
+ * optionally followed by the latent Gaussian's two. */
 static ae_status
 adopt_tensors (ae_model *m, const aem_tensor *got, size_t ngot, ae_error *err)
 {
@@ -483,9 +510,9 @@ adopt_tensors (ae_model *m, const aem_tensor *got, size_t ngot, ae_error *err)
     return ae_fail (err, AE_E_NOMEM, "out of memory");
   size_t nwant = model_tensors (m, want);
   ae_status st = AE_OK;
-  if (ngot != nwant)
-    st = ae_fail (err, AE_E_FORMAT, "model file has %zu tensors, its architecture needs %zu",
-                  ngot, nwant);
+  if (ngot != nwant && ngot != nwant + 2)
+    st = ae_fail (err, AE_E_FORMAT, "model file has %zu tensors, its architecture needs %zu "
+                  "(and 2 for a latent Gaussian)", ngot, nwant);
   for (size_t i = 0; st == AE_OK && i < nwant; i++) {
     const aem_tensor *a = &want[i], *b = &got[i];
     int same = strcmp (a->name, b->name) == 0 && a->ndim == b->ndim;
@@ -505,6 +532,8 @@ adopt_tensors (ae_model *m, const aem_tensor *got, size_t ngot, ae_error *err)
     if (st == AE_OK)
       memcpy (a->data, b->data, n * sizeof (float));
   }
+  if (st == AE_OK && ngot == nwant + 2)
+    st = ae_latent_adopt (m, &got[nwant], &got[nwant + 1], err);
   free (want);
   return st;
 }
@@ -538,6 +567,9 @@ model_from_parsed (ae_meta *meta, const aem_tensor *t, size_t nt, ae_error *err)
     if (st != AE_OK)
       ae_fail (err, st, "out of memory copying metadata");
   }
+  ae_frame_scoring fs;
+  if (st == AE_OK)
+    st = ae_model_frame_scoring (m, &fs, err);
   if (st != AE_OK) {
     ae_model_free (m);
     return NULL;

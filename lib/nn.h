@@ -71,6 +71,10 @@ struct ae_model {
   float *stats;
   size_t nstats;
   ae_meta meta;
+  /* Gaussian of the normal frames' latents (ae_latent_fit); k = 0: none.
+   * Saved as the tensors latent.mean [k] and latent.whiten [k, k]. */
+  int latent_k;
+  float *latent_mean, *latent_whiten;
 };
 
 /* spec.c */
@@ -83,6 +87,17 @@ const char *ae_layer_kind_name (layer_kind kind);
 /* model.c */
 ae_model *ae_model_build (const char *spec, int c, int h, int w, ae_error *err);
 void ae_model_init_weights (ae_model *m, uint64_t seed);
+
+/* latent_score.c: the latent Gaussian's tensors in a model file. */
+#define AE_LATENT_MEAN_TENSOR "latent.mean"
+#define AE_LATENT_WHITEN_TENSOR "latent.whiten"
+/* Latent sizes up to this may carry a Gaussian (k x k whitening matrix). */
+#define AE_LATENT_MAX AE_LATENT_GAUSSIAN_MAX
+void ae_latent_clear (ae_model *m);
+/* Adopts the two tensors read from a file (validated: names, shapes for
+ * the model's latent size, finite values). */
+ae_status ae_latent_adopt (ae_model *m, const aem_tensor *mean, const aem_tensor *whiten,
+                           ae_error *err);
 
 /* ---- Sessions ---------------------------------------------------------------- */
 

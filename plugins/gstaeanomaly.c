@@ -214,6 +214,8 @@ struct _GstAeAnomaly
   gdouble model_threshold; /* NaN: none */
   gchar *model_aggregate;  /* the model's anomaly.aggregate, or the default */
   gint model_smooth_radius;
+  gboolean latent_score;     /* the model's frame score uses its latent */
+  gdouble model_map_threshold; /* then: anomaly.map_threshold, the map's own; NaN: none */
   gboolean running, have_caps;
   gint caps_rw, caps_rh;
 
@@ -221,6 +223,9 @@ struct _GstAeAnomaly
   GstAeShape shape;
   GstAeBuffers buf;
   ae_stripes *stripes;
+  ae_session *encoder;     /* latent scores: the latent of the network input */
+  float *latent_scratch;   /* latent scores: ae_latent_mahalanobis scratch */
+  ae_frame_scoring scoring; /* the model's frame score */
   ae_loss loss;
   gint ssim_window;
   guint64 next_frame, frame_index, since_model;
@@ -320,6 +325,15 @@ pixel_factor (float top_fraction)
   return top_fraction >= 1.0f ? PIXEL_THRESHOLD_FACTOR_MEAN : PIXEL_THRESHOLD_FACTOR_PEAK;
 }
 
+/* What the default pixel threshold scales: the frame threshold when the
+ * frame score is the map's; with a latent score (other units) the map's own
+ * calibrated threshold, NaN (no regions) when the model has none. Object lock. */
+static gdouble
+map_threshold_base (GstAeAnomaly *self, gdouble frame_threshold)
+{
+  return self->latent_score ? self->model_map_threshold : frame_threshold;
+}
+
 static void
 read_settings (GstAeAnomaly *self, GstAeSettings *s)
 {
@@ -329,7 +343,8 @@ read_settings (GstAeAnomaly *self, GstAeSettings *s)
   s->top_fraction = aggregate_in_force (self);
   s->smooth_radius = self->smooth_radius >= 0 ? self->smooth_radius : self->model_smooth_radius;
   s->pixel_threshold = self->pixel_threshold > 0 ? self->pixel_threshold
-                                                  : pixel_factor (s->top_fraction) * s->threshold;
+                                                  : pixel_factor (s->top_fraction)
+                                                        * map_threshold_base (self, s->threshold);
   s->interval = self->interval;
   s->min_area = self->min_region_area;
   s->event_frames = self->event_frames;
@@ -439,6 +454,23 @@ model_aggregate (const ae_model *m)
   return name ? name : MODEL_DEFAULT_AGGREGATE;
 }
 
+static gdouble
+model_map_threshold (const ae_model *m)
+{
+  double t;
+  return ae_model_get_float (m, "anomaly.map_threshold", &t) && isfinite (t) ? t : NAN;
+}
+
+/* The model's frame score; the loader has checked it, recon if not. */
+static ae_frame_scoring
+model_scoring (const ae_model *m)
+{
+  ae_frame_scoring fs;
+  if (ae_model_frame_scoring (m, &fs, NULL) != AE_OK)
+    fs.kind = AE_SCORE_RECON;
+  return fs;
+}
+
 static gint
 model_smooth_radius (const ae_model *m)
 {
@@ -486,7 +518,15 @@ gst_ae_anomaly_check_model (GstElement *element, const ae_model *m, GError **err
                  "the model cannot run on %dx%d: %s", s.aw, s.ah, err.message);
     return FALSE;
   }
+  gsize latent = ae_session_latent_size (session);
   ae_session_free (session);
+  ae_frame_scoring fs = model_scoring (m);
+  if (fs.kind != AE_SCORE_RECON && latent != (gsize) ae_model_latent_gaussian (m)) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model's %s score needs its latent at the trained size %dx%d, not %dx%d",
+                 ae_score_kind_name (fs.kind), w, h, s.aw, s.ah);
+    return FALSE;
+  }
   return TRUE;
 }
 
@@ -496,15 +536,30 @@ adopt_model_facts (GstAeAnomaly *self)
 {
   const ae_model *m = self->slot.active;
   self->loss = model_loss (m, &self->ssim_window);
+  self->scoring = model_scoring (m);
   GST_OBJECT_LOCK (self);
   self->model_threshold = model_threshold (m);
+  self->latent_score = self->scoring.kind != AE_SCORE_RECON;
+  self->model_map_threshold = model_map_threshold (m);
   g_free (self->model_aggregate);
   self->model_aggregate = g_strdup (model_aggregate (m));
   self->model_smooth_radius = model_smooth_radius (m);
   GST_OBJECT_UNLOCK (self);
   self->since_model = 0;
-  GST_INFO_OBJECT (self, "model %s, %s score, threshold %g", ae_model_spec (m),
-                   ae_loss_name (self->loss), self->model_threshold);
+  GST_INFO_OBJECT (self, "model %s, %s map, %s frame score, threshold %g", ae_model_spec (m),
+                   ae_loss_name (self->loss), ae_score_kind_name (self->scoring.kind),
+                   self->model_threshold);
+}
+
+/* The model's runners; they point at the model, so they go first. */
+static void
+free_runners (GstAeAnomaly *self)
+{
+  ae_stripes_free (self->stripes);
+  self->stripes = NULL;
+  ae_session_free (self->encoder);
+  self->encoder = NULL;
+  g_clear_pointer (&self->latent_scratch, g_free);
 }
 
 /* Adopts a pending model. A session points at its model, so it goes
@@ -516,8 +571,7 @@ swap_model (GstAeAnomaly *self)
   ae_model *old = gst_ae_model_slot_swap (&self->slot, &changed);
   if (!changed)
     return FALSE;
-  ae_stripes_free (self->stripes);
-  self->stripes = NULL;
+  free_runners (self);
   ae_model_free (old);
   return TRUE;
 }
@@ -677,6 +731,11 @@ analyse_frame (GstAeAnomaly *self, const GstVideoFrame *frame, const GstAeSettin
                        ("ae_error_map failed for a %dx%d input", self->shape.aw,
                         self->shape.ah));
     return FALSE;
+  }
+  if (self->encoder) {
+    const float *z = ae_session_encode (self->encoder, b->input);
+    double d = ae_latent_mahalanobis (self->slot.active, z, self->latent_scratch);
+    res->score = ae_frame_score (&self->scoring, res->score, d);
   }
   res->valid = TRUE;
   res->frame = self->frame_index;
@@ -1052,6 +1111,25 @@ resolve_roi (GstAeAnomaly *self, GstAeShape *s)
   return TRUE;
 }
 
+/* Latent scores: an encoder session at the network size, whose latent must
+ * be the one the model's Gaussian was fitted on. On failure the stripes go
+ * too (negotiation fails with err). */
+static void
+start_encoder (GstAeAnomaly *self, const ae_model *m, const GstAeShape *s, ae_error *err)
+{
+  self->encoder = ae_session_new (m, 1, s->ah, s->aw, err);
+  gsize k = (gsize) ae_model_latent_gaussian (m);
+  if (self->encoder && ae_session_latent_size (self->encoder) == k && k > 0) {
+    self->latent_scratch = g_new (float, k);
+    return;
+  }
+  if (self->encoder)
+    g_snprintf (err->message, sizeof err->message, "the model's %s score needs its latent at "
+                "the trained size, not at %dx%d", ae_score_kind_name (self->scoring.kind),
+                s->aw, s->ah);
+  free_runners (self);
+}
+
 /* Everything that depends on caps, roi and model is (re)built here, so
  * the per-frame path never allocates. */
 static gboolean
@@ -1073,8 +1151,7 @@ gst_ae_anomaly_configure (GstAeAnomaly *self, const GstVideoInfo *info)
   self->caps_rh = s.roi.h;
   GST_OBJECT_UNLOCK (self);
 
-  ae_stripes_free (self->stripes);
-  self->stripes = NULL;
+  free_runners (self);
   buffers_free (&self->buf);
   self->shape = s;
   self->result.valid = FALSE;
@@ -1093,6 +1170,8 @@ gst_ae_anomaly_configure (GstAeAnomaly *self, const GstVideoInfo *info)
   GST_OBJECT_UNLOCK (self);
   self->stripes = ae_stripes_new (m, s.ah, s.aw, gst_ae_stripe_threads (threads, MAX_THREADS),
                                   &err);
+  if (self->stripes && self->scoring.kind != AE_SCORE_RECON)
+    start_encoder (self, m, &s, &err);
   if (!self->stripes) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
                        ("The model cannot run on %dx%d frames: %s", s.roi.w, s.roi.h,
@@ -1515,10 +1594,10 @@ gst_ae_anomaly_stop (GstBaseTransform *trans)
   self->running = FALSE;
   self->have_caps = FALSE;
   self->model_threshold = NAN;
+  self->latent_score = FALSE;
   GST_OBJECT_UNLOCK (self);
   /* Sessions point at their model: free them first. */
-  ae_stripes_free (self->stripes);
-  self->stripes = NULL;
+  free_runners (self);
   gst_ae_model_slot_unload (&self->slot);
   buffers_free (&self->buf);
   g_clear_pointer (&self->events, fclose);
@@ -1725,7 +1804,7 @@ gst_ae_anomaly_get_property (GObject *object, guint prop_id, GValue *value, GPar
     g_value_set_double (value, threshold_in_force (self));
     break;
   case PROP_PIXEL_THRESHOLD: {
-    gdouble t = threshold_in_force (self);
+    gdouble t = map_threshold_base (self, threshold_in_force (self));
     g_value_set_double (value, self->pixel_threshold > 0 ? self->pixel_threshold
                                : t >= 0 ? pixel_factor (aggregate_in_force (self)) * t : -1.0);
     break;
@@ -1785,7 +1864,7 @@ gst_ae_anomaly_finalize (GObject *object)
 {
   GstAeAnomaly *self = GST_AE_ANOMALY (object);
   learn_stop (self);
-  ae_stripes_free (self->stripes);
+  free_runners (self);
   buffers_free (&self->buf);
   gst_ae_model_slot_clear (&self->slot);
   g_clear_pointer (&self->events, fclose);
@@ -1939,6 +2018,7 @@ gst_ae_anomaly_init (GstAeAnomaly *self)
   self->learn_frames = DEFAULT_LEARN_FRAMES;
   self->smooth_radius = DEFAULT_SMOOTH_RADIUS;
   self->threads = DEFAULT_THREADS;
+  self->model_map_threshold = NAN;
   self->model_threshold = NAN;
   mark_init (&self->last_mark);
 }

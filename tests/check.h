@@ -4,6 +4,7 @@
 #define AE_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static int check_failures;
 static int check_count;
@@ -25,5 +26,24 @@ static int check_count;
 #define CHECK_DONE()                                                            \
   (printf ("%d checks, %d failed\n", check_count, check_failures),              \
    check_failures ? 1 : 0)
+
+/* A whole file in memory (NULL on failure); the caller frees it. */
+static inline void *
+read_all (const char *path, size_t *len)
+{
+  FILE *f = fopen (path, "rb");
+  if (!f)
+    return NULL;
+  fseek (f, 0, SEEK_END);
+  *len = (size_t) ftell (f);
+  fseek (f, 0, SEEK_SET);
+  void *buf = malloc (*len ? *len : 1);
+  if (buf && fread (buf, 1, *len, f) != *len) {
+    free (buf);
+    buf = NULL;
+  }
+  fclose (f);
+  return buf;
+}
 
 #endif

@@ -5,6 +5,14 @@
  *     lib/error.c lib/meta.c lib/format.c tests/fuzz_load.c -o fuzz_load
  *   ./fuzz_load -max_len=4096 CORPUS_DIR   (seed it with a few .aem files)
  *
+ * With -DAEM_FUZZ_MODEL, every .c file of lib/ instead of the three, the
+ * OpenBLAS include directory and -lopenblas -llapacke -lm -pthread, it also
+ * runs the model loader (ae_model_load_memory: architecture, tensors, the
+ * latent Gaussian and the frame score settings) and checks the distance of
+ * a zero latent under whatever loaded: finite, not negative. Seed it with
+ * small models, e.g. from `ae-train --task anomaly --arch pca --latent 2
+ * --size 8x8 --score combined`.
+ *
  * A CRC mismatch stops almost every mutated input at the door, so by
  * default the harness rewrites the last four bytes with the right CRC and
  * lets the structural checks face the mutations; set AEM_FUZZ_RAW=1 to
@@ -31,6 +39,33 @@ touch_everything (const ae_meta *meta, const aem_tensor *t, size_t n)
   }
   (void) sink;
 }
+
+#ifdef AEM_FUZZ_MODEL
+#include <math.h>
+/* Whatever the model loader accepts must score: settings valid, a latent
+ * distance finite and non-negative. */
+static void
+load_model (const unsigned char *buf, size_t size)
+{
+  ae_error err;
+  ae_model *m = ae_model_load_memory (buf, size, &err);
+  if (!m)
+    return;
+  ae_frame_scoring fs;
+  if (ae_model_frame_scoring (m, &fs, &err) != AE_OK)
+    abort ();
+  int k = ae_model_latent_gaussian (m);
+  if (k > 0) {
+    float *z = calloc ((size_t) k, sizeof *z), *scratch = calloc ((size_t) k, sizeof *z);
+    double d = ae_latent_mahalanobis (m, z, scratch);
+    if (!(d >= 0.0) || !isfinite (d))
+      abort ();
+    free (z);
+    free (scratch);
+  }
+  ae_model_free (m);
+}
+#endif
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
@@ -59,6 +94,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   } else if (meta.n || meta.v || t || n) {
     abort (); /* a failed parse must leave its outputs empty */
   }
+#ifdef AEM_FUZZ_MODEL
+  load_model (buf, size);
+#endif
   free (buf);
   return 0;
 }

@@ -147,6 +147,44 @@ assert m["anomaly.percentile_threshold"] <= m["anomaly.val_score_max"]
 ' "$T/out"
 fi
 
+# Latent scores: a Gaussian of the training frames' latents, the combined
+# score standardised on the held-out frames (so their scores average 0).
+run "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --latent 8 --score combined \
+  --output "$T/combined.aem" --pipeline "$PIPELINE"
+check "ae-train --score combined succeeds" [ "$rc" -eq 0 -a -s "$T/combined.aem" ]
+check "ae-train reports the latent Gaussian" \
+  grep -q "latent Gaussian (8 values, shrinkage 0.01) fitted on 270 frames; frame score combined" \
+  "$T/out"
+run "$AE_INFO" "$T/combined.aem"
+check "ae-info shows the stored Gaussian" grep -q "latent:     8 values (Gaussian" "$T/out"
+run "$AE_INFO" --json "$T/combined.aem"
+if command -v python3 >/dev/null 2>&1; then
+  check "combined score metadata is consistent" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = d["metadata"]
+assert d["latent_gaussian"] == 8
+assert m["anomaly.frame_score"] == "combined" and m["anomaly.latent_shrinkage"] == 0.01
+assert m["anomaly.combined.recon_std"] > 0 and m["anomaly.combined.mahalanobis_std"] > 0
+assert 0 < m["anomaly.combined.recon_mean"] < 1 and m["anomaly.combined.mahalanobis_mean"] > 0
+assert abs(m["anomaly.val_score_mean"]) < 1e-4, m["anomaly.val_score_mean"]
+assert m["anomaly.val_count"] == 30 and m["anomaly.threshold"] > 0
+assert 0 < m["anomaly.map_threshold"] < 1
+' "$T/out"
+fi
+run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --score mahalanobis --latent-shrinkage 0.1 \
+  --quiet --output "$T/mahal.aem" --pipeline "$PIPELINE"
+run "$AE_INFO" --json "$T/mahal.aem"
+if command -v python3 >/dev/null 2>&1; then
+  check "mahalanobis score: held-out frames score near the latent size" python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["metadata"]
+assert m["anomaly.frame_score"] == "mahalanobis" and m["anomaly.latent_shrinkage"] == 0.1
+assert "anomaly.combined.recon_mean" not in m
+assert 4 < m["anomaly.val_score_mean"] < 40, m["anomaly.val_score_mean"]
+' "$T/out"
+fi
+
 # ---- Failures ---------------------------------------------------------------------
 OUT=$T/never.aem
 expect_failure "nonexistent --input" nonzero "$OUT" \
@@ -161,6 +199,19 @@ expect_failure "--aggregate top:0" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --aggregate top:0 --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--aggregate with --task denoise" 2 "$OUT" \
   "$AE_TRAIN" --task denoise --aggregate max --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--score knn" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --score knn --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--score with --task encode" 2 "$OUT" \
+  "$AE_TRAIN" --task encode --score combined --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--latent-shrinkage 2" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --score mahalanobis --latent-shrinkage 2 --output "$OUT" \
+  --pipeline "$PIPELINE"
+expect_failure "--score mahalanobis on a fully convolutional model's large latent" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch fconv --size 128x128 --epochs 1 --score mahalanobis \
+  --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--score combined with --crop" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch fconv --crop 16x16 --epochs 1 --score combined \
+  --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "unreadable --defect-input" 1 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --defect-input "$T/nope.png"
 expect_failure "--lr-schedule steep" 2 "$OUT" \

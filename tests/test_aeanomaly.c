@@ -90,18 +90,28 @@ reference_score (const ae_model *m, const guint8 *luma, gint w, gint h, ae_loss 
   return score;
 }
 
-static ae_model *
-train_model (const char *arch, gint h, gint w, ae_loss loss, gint epochs)
+/* `count` textures of h x w as network input (float luma). */
+static float *
+texture_set (gint h, gint w, gint count, guint32 seed)
 {
-  const gint count = 64;
   gsize n = (gsize) h * w;
   guint8 *img = g_new (guint8, n);
   float *x = g_new (float, count * n);
-  GRand *rng = g_rand_new_with_seed (7);
+  GRand *rng = g_rand_new_with_seed (seed);
   for (gint i = 0; i < count; i++) {
     texture (img, w, h, rng);
     to_float (img, x + i * n, n);
   }
+  g_rand_free (rng);
+  g_free (img);
+  return x;
+}
+
+static ae_model *
+train_model (const char *arch, gint h, gint w, ae_loss loss, gint epochs)
+{
+  const gint count = 64;
+  float *x = texture_set (h, w, count, 7);
   char spec[1024];
   ae_error err;
   ae_arch_preset (arch, 1, h, w, 16, spec, sizeof spec, &err);
@@ -117,9 +127,7 @@ train_model (const char *arch, gint h, gint w, ae_loss loss, gint epochs)
   ae_status st = ae_train (m, &(ae_dataset) { x, NULL, count, 1, h, w }, &o, &r, &err);
   CHECK (st == AE_OK, "train %s model (%s), final loss %.5f", arch, ae_loss_name (loss),
          r.final_train_loss);
-  g_rand_free (rng);
   g_free (x);
-  g_free (img);
   return m;
 }
 
@@ -1124,6 +1132,121 @@ test_bad_start (void)
   g_free (garbage);
 }
 
+/* ---- Latent scores --------------------------------------------------------------------- */
+
+/* A copy of the model at `src` with a Gaussian of `count` fresh textures'
+ * latents and the given frame scoring, saved as `name`. */
+static gchar *
+scored_copy (const gchar *src, const char *name, ae_score_kind kind, double threshold)
+{
+  ae_model *m = ae_model_load (src, NULL);
+  gint c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  const gint count = 64;
+  float *x = texture_set (h, w, count, 17);
+  ae_error err = { AE_OK, "" };
+  ae_dataset d = { x, NULL, count, 1, h, w };
+  ae_frame_scoring fs = { kind, 0.002, 0.001, 10.0, 5.0 };
+  CHECK (ae_latent_fit (m, &d, NULL, count, 0.01, &err) == AE_OK
+         && ae_model_set_frame_scoring (m, &fs, &err) == AE_OK, "%s: latent Gaussian fitted (%s)",
+         name, err.message);
+  ae_model_set_float (m, "anomaly.map_threshold", 0.004);
+  gchar *path = save_anomaly_model (m, name, "mean-mse", threshold);
+  g_free (x);
+  ae_model_free (m);
+  return path;
+}
+
+/* The frame score from libae's parts, as ae-train calibrates it. */
+static double
+reference_latent_score (const ae_model *m, const guint8 *luma, gint w, gint h)
+{
+  gsize n = (gsize) w * h;
+  float *x = g_new (float, n), *scratch = g_new (float, ae_model_latent_gaussian (m));
+  ae_session *s = ae_session_new (m, 1, h, w, NULL);
+  ae_frame_scoring fs;
+  ae_model_frame_scoring (m, &fs, NULL);
+  to_float (luma, x, n);
+  double d = ae_latent_mahalanobis (m, ae_session_encode (s, x), scratch);
+  double score = ae_frame_score (&fs, reference_score (m, luma, w, h, AE_LOSS_MSE), d);
+  ae_session_free (s);
+  g_free (scratch);
+  g_free (x);
+  return score;
+}
+
+static void
+check_latent_model (const gchar *path, const gchar *what)
+{
+  GstBus *bus;
+  gchar *caps = caps_string ("GRAY8", 16, 16);
+  GstHarness *h = harness_new (&bus, caps, "model", path, NULL);
+  ae_model *m = ae_model_load (path, NULL);
+  GRand *rng = g_rand_new_with_seed (5);
+  guint8 img[16 * 16];
+  double normal = 0, worst = 0;
+  for (guint i = 0; i < 4; i++) {
+    texture (img, 16, 16, rng);
+    GstBuffer *out = push_frame (h, "GRAY8", 16, 16, i, img);
+    double got = score_of (out), want = reference_latent_score (m, img, 16, 16);
+    worst = MAX (worst, fabs (got - want) / MAX (fabs (want), 1e-3));
+    normal = MAX (normal, got);
+    if (out)
+      gst_buffer_unref (out);
+  }
+  CHECK (worst < 1e-4, "%s score: the element's frame score is the model's (worst relative "
+         "difference %.2g)", what, worst);
+  add_defect_sized (img, 16, 4, 4, 6);
+  GstBuffer *out = push_frame (h, "GRAY8", 16, 16, 4, img);
+  CHECK (score_of (out) > normal, "%s score: a defect scores higher (%g > %g)", what,
+         score_of (out), normal);
+  gdouble pixel;
+  g_object_get (h->element, "pixel-threshold", &pixel, NULL);
+  CHECK (fabs (pixel - 4 * 0.004) < 1e-9, "%s score: pixel threshold from the map's own "
+         "threshold (%g)", what, pixel);
+  if (out)
+    gst_buffer_unref (out);
+  ae_model_free (m);
+  g_rand_free (rng);
+  harness_free (h, bus);
+  g_free (caps);
+}
+
+static void
+test_latent_score (void)
+{
+  gchar *mahal = scored_copy (dense_path, "mahal.aem", AE_SCORE_MAHALANOBIS, 50.0);
+  gchar *combined = scored_copy (dense_path, "combined.aem", AE_SCORE_COMBINED, 5.0);
+  check_latent_model (mahal, "mahalanobis");
+  check_latent_model (combined, "combined");
+  /* A fully convolutional model's latent grows with the frame: a latent
+   * score only runs at the trained size. */
+  gchar *fc = scored_copy (model_path, "fconv-mahal.aem", AE_SCORE_MAHALANOBIS, 50.0);
+  GstBus *bus;
+  gchar *caps = caps_string ("GRAY8", 2 * W, 2 * H);
+  GstHarness *h = harness_new (&bus, caps, "model", fc, NULL);
+  guint8 *img = g_new0 (guint8, 4 * W * H);
+  GstBuffer *out = push_frame (h, "GRAY8", 2 * W, 2 * H, 0, img);
+  CHECK (out == NULL, "latent score of a fully convolutional model at another size: refused");
+  if (out)
+    gst_buffer_unref (out);
+  harness_free (h, bus);
+  g_free (caps);
+  caps = caps_string ("GRAY8", W, H);
+  h = harness_new (&bus, caps, "model", fc, NULL);
+  out = push_frame (h, "GRAY8", W, H, 0, img);
+  CHECK (out && isfinite (score_of (out)), "... and runs at the trained size (score %g)",
+         score_of (out));
+  if (out)
+    gst_buffer_unref (out);
+  harness_free (h, bus);
+  g_free (caps);
+  g_free (img);
+  g_free (fc);
+  g_free (combined);
+  g_free (mahal);
+}
+
 /* New caps mid-stream: everything is rebuilt for the new size. */
 static void
 test_renegotiation (void)
@@ -1176,6 +1299,7 @@ static const struct
   { "hot-swap", test_hot_swap, TRUE },
   { "bad-start", test_bad_start, TRUE },
   { "renegotiation", test_renegotiation, TRUE },
+  { "latent-score", test_latent_score, TRUE },
 };
 
 /* test_aeanomaly [NAME...]: all tests, or the named ones. */

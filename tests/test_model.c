@@ -365,24 +365,6 @@ trained_model (void)
   return m;
 }
 
-static void *
-read_all (const char *path, size_t *len)
-{
-  FILE *f = fopen (path, "rb");
-  if (!f)
-    return NULL;
-  fseek (f, 0, SEEK_END);
-  *len = (size_t) ftell (f);
-  fseek (f, 0, SEEK_SET);
-  void *buf = malloc (*len ? *len : 1);
-  if (fread (buf, 1, *len, f) != *len) {
-    free (buf);
-    buf = NULL;
-  }
-  fclose (f);
-  return buf;
-}
-
 static void
 test_save_load (const char *dir)
 {

@@ -129,8 +129,10 @@ print_text (const char *path, const ae_model *m)
   if (ae_model_is_fully_convolutional (m))
     printf (" (sides multiple of %d)", ae_model_size_multiple (m));
   printf ("\nvariational: %s\n", yes_no (ae_model_is_vae (m)));
-  printf ("latent:     %zu values\n", ae_model_latent_size (m, h, w));
-  printf ("parameters: %zu\n\n", ae_model_param_count (m));
+  printf ("latent:     %zu values", ae_model_latent_size (m, h, w));
+  if (ae_model_latent_gaussian (m))
+    printf (" (Gaussian of normal latents stored: latent.mean, latent.whiten)");
+  printf ("\nparameters: %zu\n\n", ae_model_param_count (m));
   print_metadata (m);
   printf ("\n");
   print_layers (m);
@@ -263,8 +265,9 @@ print_json (const char *path, const ae_model *m)
                           ae_model_is_fully_convolutional (m) ? "true" : "false",
                           ae_model_size_multiple (m), ae_model_is_vae (m) ? "true" : "false");
   g_string_append_printf (out, ",\n  \"params\": %zu, \"latent_size\": %zu, "
-                          "\"latent_layer\": %d", ae_model_param_count (m),
-                          ae_model_latent_size (m, h, w), ae_model_latent_layer (m));
+                          "\"latent_layer\": %d, \"latent_gaussian\": %d", ae_model_param_count (m),
+                          ae_model_latent_size (m, h, w), ae_model_latent_layer (m),
+                          ae_model_latent_gaussian (m));
   g_string_append (out, ",\n  \"metadata\": ");
   json_metadata (out, m);
   g_string_append (out, ",\n  \"layers\": ");

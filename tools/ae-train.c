@@ -33,6 +33,8 @@
 /* SSIM box window, for training and for calibration scores alike. */
 #define SSIM_WINDOW 7
 #define MAX_SMOOTH 64
+/* Covariance shrinkage of the latent Gaussian (--score mahalanobis|combined). */
+#define DEFAULT_SHRINKAGE 0.01
 
 /* ---- Options ------------------------------------------------------------------ */
 
@@ -42,10 +44,10 @@ static const char *const task_names[] = { "denoise", "anomaly", "encode" };
 typedef struct {
   /* As given on the command line (NULL when absent). */
   gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s, *crop_s;
-  gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline;
+  gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline, *score_s;
   gint channels, latent, epochs, batch, threads, repeat, smooth;
   gint64 seed, max_frames;
-  gdouble lr, val_split, calibrate, synthetic_defects;
+  gdouble lr, val_split, calibrate, synthetic_defects, shrinkage;
   gboolean quiet, flip;
   gchar **rest;
   gchar **meta; /* --meta KEY=VALUE, kept as given */
@@ -58,6 +60,7 @@ typedef struct {
   int crop_w, crop_h; /* 0 = train on whole frames */
   double noise_min, noise_max; /* pixel units, 0..255 */
   float top_fraction; /* --aggregate, as ae_aggregate_from_name gives it */
+  ae_score_kind score; /* --score */
 } options;
 
 static void
@@ -74,6 +77,7 @@ options_init (options *o)
   o->val_split = 0.1;
   o->calibrate = 99.5;
   o->smooth = 2;
+  o->shrinkage = DEFAULT_SHRINKAGE;
 }
 
 static void
@@ -87,6 +91,7 @@ options_clear (options *o)
   g_free (o->size_s);
   g_free (o->crop_s);
   g_free (o->aggregate);
+  g_free (o->score_s);
   g_free (o->defect_input);
   g_free (o->defect_pipeline);
   g_strfreev (o->meta);
@@ -299,8 +304,15 @@ static gboolean
 check_anomaly_options (options *o)
 {
   o->top_fraction = 1.0f;
+  o->score = AE_SCORE_RECON;
   if (o->aggregate && !ae_aggregate_from_name (o->aggregate, &o->top_fraction))
     complain ("bad --aggregate '%s': expected mean, max or top:P with 0 < P < 100", o->aggregate);
+  else if (o->score_s && !ae_score_kind_from_name (o->score_s, &o->score))
+    complain ("bad --score '%s': expected recon, mahalanobis or combined", o->score_s);
+  else if (!(o->shrinkage >= 0 && o->shrinkage <= 1))
+    complain ("--latent-shrinkage must be in [0, 1], got %g", o->shrinkage);
+  else if (o->task != TASK_ANOMALY && o->score_s)
+    complain ("--score needs --task anomaly");
   else if (o->defect_input && o->defect_pipeline)
     complain ("give at most one of --defect-input and --defect-pipeline");
   else if ((o->defect_input && !*o->defect_input) || (o->defect_pipeline && !*o->defect_pipeline))
@@ -382,6 +394,13 @@ parse_options (options *o, int argc, char **argv)
       "smoothed map), default mean", "HOW" },
     { "smooth", 0, 0, G_OPTION_ARG_INT, &o->smooth,
       "Radius of the box smoothing the anomaly map, default 2 (5x5)", "R" },
+    { "score", 0, 0, G_OPTION_ARG_STRING, &o->score_s,
+      "Anomaly frame score: recon (the aggregated error map), mahalanobis (distance of the "
+      "latent to a Gaussian fitted on the training frames' latents) or combined (sum of both, "
+      "each standardised on the validation frames), default recon", "KIND" },
+    { "latent-shrinkage", 0, 0, G_OPTION_ARG_DOUBLE, &o->shrinkage,
+      "Shrinkage of the latent covariance towards a multiple of the identity, in [0, 1], "
+      "default 0.01", "A" },
     { "defect-input", 0, 0, G_OPTION_ARG_FILENAME, &o->defect_input,
       "Footage in which every frame shows a defect: the threshold becomes the one with the "
       "best F1 between it and the validation frames", "PATH|GLOB|URI" },
@@ -685,6 +704,7 @@ typedef struct {
   double percentile_threshold;  /* the percentile's, also when F1 chose */
   size_t defect_count;          /* labelled defect frames; 0: none given */
   double f1, defect_mean, defect_min;
+  double map_threshold;         /* latent scores: the percentile of the map scores alone */
 } calibration;
 
 static void
@@ -706,22 +726,35 @@ summarize_scores (const float *scores, size_t n, double p, float *scratch, calib
 }
 
 /* Frame scores of n frames of d (those listed in idx, or the first n), as
- * aeanomaly computes them: error map, smoothing, aggregation. */
+ * aeanomaly computes them: error map, smoothing, aggregation, and with a
+ * latent score the Mahalanobis distance of the frame's latent, combined as
+ * fs says. recon and mahal, when not NULL, receive the two parts (mahal
+ * needs the model's latent Gaussian). */
 static gboolean
-score_frames (const options *o, ae_session *s, const ae_dataset *d, const size_t *idx, size_t n,
-              float *scores)
+score_frames (const options *o, const ae_model *m, const ae_frame_scoring *fs, ae_session *s,
+              const ae_dataset *d, const size_t *idx, size_t n, float *scores, double *recon,
+              double *mahal)
 {
   size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
+  size_t latent = ae_session_latent_size (s);
   ae_loss kind = o->loss == AE_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
+  gboolean need_latent = mahal || fs->kind != AE_SCORE_RECON;
   float *map = g_new (float, pixels), *smooth = g_new (float, pixels);
-  float *scratch = g_new (float, MAX (8 * pixels, pixels + d->width));
+  float *scratch = g_new (float, MAX (MAX (8 * pixels, pixels + d->width), latent));
   ae_status st = AE_OK;
   for (size_t k = 0; k < n && st == AE_OK; k++) {
     const float *x = d->x + (idx ? idx[k] : k) * per;
     st = ae_error_map (kind, x, ae_session_forward (s, x), d->channels, d->height, d->width,
                        SSIM_WINDOW, map, scratch);
     ae_map_smooth (map, smooth, d->width, d->height, o->smooth, scratch);
-    scores[k] = ae_map_score (map, smooth, pixels, o->top_fraction, scratch);
+    double r = ae_map_score (map, smooth, pixels, o->top_fraction, scratch);
+    double dist = need_latent ? ae_latent_mahalanobis (m, ae_session_encode (s, x), scratch) : 0;
+    if (recon)
+      recon[k] = r;
+    if (mahal)
+      mahal[k] = dist;
+    if (scores)
+      scores[k] = (float) ae_frame_score (fs, r, dist);
   }
   if (st != AE_OK)
     complain ("calibration: cannot compute the %s error map", ae_loss_name (kind));
@@ -798,8 +831,21 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
   }
   float *scores = g_new (float, n), *sorted = g_new (float, n);
   float *bad_scores = g_new (float, bad->count + 1);
-  gboolean ok = score_frames (o, s, d, idx, n, scores)
-                && score_frames (o, s, bad, NULL, bad->count, bad_scores);
+  ae_frame_scoring fs;
+  gboolean ok = ae_model_frame_scoring (model, &fs, &err) == AE_OK;
+  if (!ok)
+    complain ("calibration: %s", err.message);
+  double *recon = g_new (double, n);
+  ok = ok && score_frames (o, model, &fs, s, d, idx, n, scores, recon, NULL)
+       && score_frames (o, model, &fs, s, bad, NULL, bad->count, bad_scores, NULL, NULL);
+  if (ok && fs.kind != AE_SCORE_RECON) {
+    float *part = g_new (float, n);
+    for (size_t k = 0; k < n; k++)
+      part[k] = (float) recon[k];
+    cal->map_threshold = ae_percentile (part, n, o->calibrate, sorted);
+    g_free (part);
+  }
+  g_free (recon);
   if (ok)
     summarize_scores (scores, n, o->calibrate, sorted, cal);
   cal->defect_count = bad->count;
@@ -830,9 +876,97 @@ typedef struct {
   gboolean is_pca;
   gboolean calibrated;
   calibration cal;
+  ae_frame_scoring scoring; /* the frame score, with its statistics when combined */
+  size_t latent_frames;     /* frames the latent Gaussian was fitted on */
   gchar *date;
   double seconds;
 } run_info;
+
+/* ---- Latent scores ------------------------------------------------------------------ */
+
+/* The frames ae_train (and fit_pca) trained on and those it held out;
+ * without a split both lists hold every frame. */
+static void
+split_indices (const options *o, size_t count, size_t *train, size_t *ntrain, size_t *val,
+               size_t *nval)
+{
+  *nval = ae_validation_indices (count, (float) o->val_split, (uint64_t) o->seed, val);
+  gboolean *held = g_new0 (gboolean, count);
+  for (size_t k = 0; k < *nval; k++)
+    held[val[k]] = TRUE;
+  *ntrain = 0;
+  for (size_t i = 0; i < count; i++)
+    if (!held[i] || *nval == 0)
+      train[(*ntrain)++] = i;
+  if (*nval == 0)
+    for (size_t i = 0; i < count; i++)
+      val[(*nval)++] = i;
+  g_free (held);
+}
+
+static void
+mean_std (const double *v, size_t n, double *mean, double *std)
+{
+  double sum = 0, sq = 0;
+  for (size_t k = 0; k < n; k++)
+    sum += v[k];
+  *mean = sum / (double) n;
+  for (size_t k = 0; k < n; k++)
+    sq += (v[k] - *mean) * (v[k] - *mean);
+  *std = sqrt (sq / (double) n);
+}
+
+/* --score combined: both parts standardised on the held-out frames. */
+static gboolean
+fit_combined (const options *o, const ae_model *m, const ae_dataset *d, const size_t *val,
+              size_t nval, ae_frame_scoring *fs)
+{
+  ae_error err = { 0 };
+  ae_frame_scoring recon_only = { AE_SCORE_RECON, 0, 0, 0, 0 };
+  ae_session *s = ae_session_new (m, 1, d->height, d->width, &err);
+  double *recon = g_new (double, nval), *mahal = g_new (double, nval);
+  gboolean ok = s && score_frames (o, m, &recon_only, s, d, val, nval, NULL, recon, mahal);
+  if (!s)
+    complain ("--score: %s", err.message);
+  if (ok) {
+    mean_std (recon, nval, &fs->recon_mean, &fs->recon_std);
+    mean_std (mahal, nval, &fs->mahal_mean, &fs->mahal_std);
+    /* Constant parts (a single frame, identical frames) weigh nothing. */
+    fs->recon_std = fs->recon_std > 0 ? fs->recon_std : 1.0;
+    fs->mahal_std = fs->mahal_std > 0 ? fs->mahal_std : 1.0;
+  }
+  g_free (recon);
+  g_free (mahal);
+  ae_session_free (s);
+  return ok;
+}
+
+/* --score mahalanobis|combined: the Gaussian of the training frames'
+ * latents, then the frame scoring stored in the model. */
+static int
+fit_latent_score (const options *o, ae_model *m, const ae_dataset *d, run_info *run)
+{
+  size_t *train = g_new (size_t, d->count), *val = g_new (size_t, d->count), ntrain, nval;
+  split_indices (o, d->count, train, &ntrain, val, &nval);
+  ae_error err = { 0 };
+  ae_frame_scoring fs = { o->score, 0, 0, 0, 0 };
+  int rc = 0;
+  if (ae_latent_fit (m, d, train, ntrain, o->shrinkage, &err) != AE_OK) {
+    complain ("--score %s: %s", ae_score_kind_name (o->score), err.message);
+    rc = exit_for (err.status);
+  }
+  if (rc == 0 && o->score == AE_SCORE_COMBINED && !fit_combined (o, m, d, val, nval, &fs))
+    rc = EXIT_FAILURE;
+  if (rc == 0 && ae_model_set_frame_scoring (m, &fs, &err) != AE_OK) {
+    complain ("--score %s: %s", ae_score_kind_name (o->score), err.message);
+    rc = EXIT_FAILURE;
+  }
+  run->latent_frames = ntrain;
+  run->scoring = fs;
+  g_free (train);
+  g_free (val);
+  return rc;
+}
 
 /* Collects the first failure of a chain of setters. */
 typedef struct {
@@ -919,6 +1053,10 @@ put_anomaly_meta (meta_writer *w, const options *o, const calibration *cal)
     put_int (w, "anomaly.ssim_window", SSIM_WINDOW);
   put_str (w, "anomaly.aggregate", o->aggregate ? o->aggregate : "mean");
   put_int (w, "anomaly.smooth_radius", o->smooth);
+  if (o->score != AE_SCORE_RECON) {
+    put_float (w, "anomaly.latent_shrinkage", o->shrinkage);
+    put_float (w, "anomaly.map_threshold", cal->map_threshold);
+  }
   put_float (w, "anomaly.threshold", cal->threshold);
   put_str (w, "anomaly.threshold_method", cal->defect_count ? "f1" : "percentile");
   put_float (w, "anomaly.calibrate_percentile", cal->percentile);
@@ -965,18 +1103,33 @@ plural (size_t n)
 }
 
 static void
+print_latent_score (const options *o, const ae_model *m, const run_info *run)
+{
+  const ae_frame_scoring *fs = &run->scoring;
+  printf ("latent Gaussian (%d values, shrinkage %g) fitted on %zu frame%s; frame score %s\n",
+          ae_model_latent_gaussian (m), o->shrinkage, run->latent_frames,
+          plural (run->latent_frames), ae_score_kind_name (fs->kind));
+  if (fs->kind == AE_SCORE_COMBINED)
+    printf ("combined = (recon - %.6g) / %.6g + (mahalanobis - %.6g) / %.6g\n", fs->recon_mean,
+            fs->recon_std, fs->mahal_mean, fs->mahal_std);
+}
+
+static void
 print_calibration (const options *o, const calibration *cal)
 {
   const char *score = o->loss == AE_LOSS_SSIM ? "ssim" : "mse";
   const char *agg = o->aggregate ? o->aggregate : "mean";
-  printf ("anomaly threshold %.6g: percentile %g of the %s-%s scores of %zu %s frame%s%s "
-          "(mean %.6g, max %.6g)\n", cal->percentile_threshold, cal->percentile, agg, score,
+  gchar *what = o->score == AE_SCORE_RECON ? g_strdup_printf ("%s-%s", agg, score)
+                : g_strdup (ae_score_kind_name (o->score));
+  printf ("anomaly threshold %.6g: percentile %g of the %s scores of %zu %s frame%s%s "
+          "(mean %.6g, max %.6g)\n", cal->percentile_threshold, cal->percentile, what,
           cal->count, cal->on_training ? "training" : "validation", plural (cal->count),
           cal->on_training ? " (no validation split)" : "", cal->mean, cal->max);
   if (cal->defect_count)
     printf ("anomaly threshold %.6g in force: best F1 %.4f between those frames and %zu defect "
             "frame%s (defect scores mean %.6g, min %.6g)\n", cal->threshold, cal->f1,
             cal->defect_count, plural (cal->defect_count), cal->defect_mean, cal->defect_min);
+  g_free (what);
 }
 
 static void
@@ -998,6 +1151,8 @@ print_summary (const options *o, const ae_model *m, const run_info *run)
             r->val_count, plural (r->val_count));
   else
     printf (", no validation set\n");
+  if (o->task == TASK_ANOMALY && o->score != AE_SCORE_RECON)
+    print_latent_score (o, m, run);
   if (run->calibrated)
     print_calibration (o, &run->cal);
   printf ("wrote %s (%s, %dx%d %s, latent %zu, %zu parameters)\n", o->output, o->arch, f->width,
@@ -1038,6 +1193,27 @@ load_frames (const options *o, const char *input, const char *pipeline, int widt
   return EXIT_FAILURE;
 }
 
+/* A latent score needs a latent small enough for its Gaussian: checked
+ * before the long work. */
+static int
+check_latent_score (const options *o, const ae_model *m, int height, int width)
+{
+  size_t k = m ? ae_model_latent_size (m, height, width) : (size_t) o->latent;
+  if (o->task != TASK_ANOMALY || o->score == AE_SCORE_RECON)
+    return 0;
+  if (o->crop_w) {
+    /* The Gaussian belongs to one latent size: the frames', not the crops'. */
+    complain ("--score %s needs whole frames; it cannot be used with --crop",
+              ae_score_kind_name (o->score));
+    return EXIT_USAGE;
+  }
+  if (k <= AE_LATENT_GAUSSIAN_MAX)
+    return 0;
+  complain ("--score %s needs a latent of at most %d values; --arch %s has %zu at %dx%d",
+            ae_score_kind_name (o->score), AE_LATENT_GAUSSIAN_MAX, o->arch, k, width, height);
+  return EXIT_USAGE;
+}
+
 /* Builds (when the size was not known before loading) and trains the
  * model; for pca the fit is the training. */
 static int
@@ -1047,7 +1223,9 @@ fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info 
   gint64 start = g_get_monotonic_time ();
   int rc;
   if (run->is_pca) {
-    rc = fit_pca (o, data, model, &run->result);
+    rc = check_latent_score (o, NULL, data->height, data->width);
+    if (rc == 0)
+      rc = fit_pca (o, data, model, &run->result);
   } else {
     rc = *model ? 0 : build_model (o, data->channels, o->crop_h ? o->crop_h : data->height,
                                    o->crop_w ? o->crop_w : data->width, model);
@@ -1060,6 +1238,8 @@ fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info 
                 data->width, data->height);
       rc = EXIT_USAGE;
     }
+    if (rc == 0)
+      rc = check_latent_score (o, *model, data->height, data->width);
     if (rc == 0)
       rc = train_network (o, *model, data, &run->result);
   }
@@ -1099,6 +1279,8 @@ run (const options *o)
     ae_dataset bad = { defects.x, NULL, defects.count, frames.channels, frames.height,
                        frames.width };
     rc = fit_model (o, &data, &model, &info);
+    if (rc == 0 && o->task == TASK_ANOMALY && o->score != AE_SCORE_RECON)
+      rc = fit_latent_score (o, model, &data, &info);
     if (rc == 0 && o->task == TASK_ANOMALY) {
       rc = calibrate (o, model, &data, &bad, &info.cal);
       info.calibrated = rc == 0;

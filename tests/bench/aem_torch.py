@@ -89,7 +89,8 @@ def to_torch(model):
         shape = out_shape(layer, shape)
     expected = {f"layer{i}.{t}" for i, layer in enumerate(model.layers)
                 for t in TENSORS.get(layer["kind"], ())}
-    if set(model.tensors) != expected:
+    # The latent Gaussian of a latent-score anomaly model is not part of the network.
+    if set(model.tensors) - {"latent.mean", "latent.whiten"} != expected:
         raise ModelError(f"{model.path}: tensors {sorted(set(model.tensors) ^ expected)} "
                          "do not match the architecture")
     return Net(mods).eval()

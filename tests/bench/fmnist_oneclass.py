@@ -7,7 +7,7 @@ For each class c: train on the 6,000 training images of c with ae-train
 as a user would, read the element's per-frame scores back from its JSON Lines
 and compute the AUROC of class c (normal) against the other nine. Methods are
 ae-train architectures; a plain PyTorch conv AE is the in-run anchor.
-Usage: fmnist_oneclass.py BUILD [--classes 0,1,...] [--methods conv,pca]
+Usage: fmnist_oneclass.py BUILD [--classes 0,1,...] [--methods conv,pca,conv-combined,...]
        [--epochs N] [--torch-epochs N] [--no-torch]
 """
 import argparse
@@ -26,9 +26,17 @@ NAMES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "
          "Boot"]
 PUBLISHED = [("GEOM", 93.5), ("RAW-OC-SVM", 92.8), ("CAE-OC-SVM", 91.7), ("Deep SVDD", 89.2)]
 # ae-train arguments per method (the conv preset: conv+BN+leaky ReLU encoder,
-# latent 32, transposed-conv decoder; PCA: the closed-form linear AE).
+# latent 32, transposed-conv decoder; PCA: the closed-form linear AE). The
+# -mahalanobis and -combined variants train the same model (same seed) and
+# score frames by the latent's Mahalanobis distance to the Gaussian of the
+# training latents, alone or added to the reconstruction error, each
+# standardised on the held-out normal frames (ae-train --score).
 METHODS = {"conv": ["--arch", "conv", "--latent", "32"],
            "pca": ["--arch", "pca", "--latent", "32"]}
+for _base in ("conv", "pca"):
+    for _score in ("mahalanobis", "combined"):
+        METHODS[f"{_base}-{_score}"] = METHODS[_base] + ["--score", _score]
+COL = 17  # column width: the longest method name
 
 
 def idx(name, header):
@@ -102,7 +110,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
-    ap.add_argument("--methods", default="conv,pca")
+    ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--torch-epochs", type=int, default=10)
     ap.add_argument("--no-torch", action="store_true")
@@ -123,9 +131,9 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         test_raw = os.path.join(work, "test.gray8")
         test_x.tofile(test_raw)
-        print(f"# Fashion-MNIST one-class AUROC (%), ae-train --epochs {a.epochs}, "
-              f"PyTorch {a.torch_epochs} epochs")
-        print("class          " + " ".join(f"{m:>11}" for m in cols), flush=True)
+        print(f"# Fashion-MNIST one-class AUROC (%), ae-train --epochs {a.epochs}"
+              + ("" if a.no_torch else f", PyTorch {a.torch_epochs} epochs"))
+        print("class          " + " ".join(f"{m:>{COL}}" for m in cols), flush=True)
         for c in classes:
             train_raw = os.path.join(work, f"train{c}.gray8")
             train_x[train_y == c].tofile(train_raw)
@@ -143,8 +151,8 @@ def main():
                 results["pytorch-ae"].append(
                     100 * torch_auroc(train_x[train_y == c], test_x, test_y, c, a.torch_epochs))
                 row.append(results["pytorch-ae"][-1])
-            print(f"{c} {NAMES[c]:<12}" + " ".join(f"{v:11.1f}" for v in row), flush=True)
-    print("mean           " + " ".join(f"{np.mean(results[m]):11.1f}" for m in cols))
+            print(f"{c} {NAMES[c]:<12} " + " ".join(f"{v:{COL}.1f}" for v in row), flush=True)
+    print("mean           " + " ".join(f"{np.mean(results[m]):{COL}.1f}" for m in cols))
     print("# published means (all 10 classes): "
           + ", ".join(f"{n} {v}" for n, v in PUBLISHED) + "; target 94.0")
     print(f"# total {time.time() - start:.0f} s")

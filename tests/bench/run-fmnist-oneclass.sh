@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fashion-MNIST one-class anomaly benchmark through ae-train and aeanomaly
 # (docs/benchmarks.md). Usage:
-#   tests/bench/run-fmnist-oneclass.sh [BUILD_DIR] [--classes 0,1] [--methods conv,pca]
+#   tests/bench/run-fmnist-oneclass.sh [BUILD_DIR] [--classes 0,1] [--methods conv,pca,...]
 #                                      [--epochs N] [--torch-epochs N] [--no-torch]
+# Methods: conv, pca, and each with -mahalanobis or -combined (ae-train --score).
 # Needs: dataset-fashion-mnist, python3-numpy (tools/setup.sh), python3-torch
 # for the PyTorch anchor (tools/setup.sh --bench), and a build.
 set -euo pipefail
