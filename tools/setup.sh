@@ -12,7 +12,7 @@ packages=(
 )
 # Extra packages for the benchmarks (tests/bench), on request.
 if [ "${1:-}" = "--bench" ]; then
-  packages+=(python3-torch python3-skimage python3-opencv python3-matplotlib ffmpeg
+  packages+=(python3-torch python3-skimage python3-scipy python3-opencv python3-matplotlib ffmpeg
             mate-backgrounds)
 fi
 
