@@ -380,6 +380,23 @@ bilinear (const float *src, int sw, int sh, float *dst, int dw, int dh)
 }
 
 void
+gst_ae_crop_pad (const float *src, gint fw, gint fh, gint channels, const GstVideoRectangle *roi,
+                 float *dst, gint dw, gint dh)
+{
+  for (gint c = 0; c < channels; c++) {
+    const float *plane = src + (gsize) c * fw * fh;
+    float *out = dst + (gsize) c * dw * dh;
+    for (gint y = 0; y < dh; y++) {
+      const float *row = plane + (gsize) (roi->y + MIN (y, roi->h - 1)) * fw + roi->x;
+      float *o = out + (gsize) y * dw;
+      memcpy (o, row, (gsize) roi->w * sizeof (float));
+      for (gint x = roi->w; x < dw; x++)
+        o[x] = row[roi->w - 1];
+    }
+  }
+}
+
+void
 gst_ae_resample (const float *src, int sw, int sh, float *dst, int dw, int dh, int channels)
 {
   for (int c = 0; c < channels; c++) {

@@ -79,6 +79,12 @@ void gst_ae_frame_read_rgb (const GstVideoFrame *frame, float *dst);
 /* Reads `channels` (1: luma, 3: RGB) planes. */
 void gst_ae_frame_read (const GstVideoFrame *frame, int channels, float *dst);
 
+/* Copies rectangle `roi` of `channels` fw x fh planes into dw x dh planes
+ * (dw >= roi->w, dh >= roi->h), replicating its last row and column into
+ * the padding. */
+void gst_ae_crop_pad (const float *src, gint fw, gint fh, gint channels,
+                      const GstVideoRectangle *roi, float *dst, gint dw, gint dh);
+
 /* Area-average (down) or bilinear (up) resampling of `channels` planes. */
 void gst_ae_resample (const float *src, int sw, int sh, float *dst, int dw, int dh, int channels);
 

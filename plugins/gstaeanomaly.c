@@ -578,23 +578,11 @@ swap_model (GstAeAnomaly *self)
 
 /* ---- Analysis ------------------------------------------------------------------------------ */
 
-/* Copies the roi of `channels` frame planes into dw x dh planes,
- * replicating the last row and column into any padding. */
+/* The roi of the frame's planes into dw x dh network-sized planes. */
 static void
 crop_pad (const float *src, const GstAeShape *s, float *dst, gint dw, gint dh)
 {
-  const GstVideoRectangle *r = &s->roi;
-  for (gint c = 0; c < s->channels; c++) {
-    const float *plane = src + (gsize) c * s->fw * s->fh;
-    float *out = dst + (gsize) c * dw * dh;
-    for (gint y = 0; y < dh; y++) {
-      const float *row = plane + (gsize) (r->y + MIN (y, r->h - 1)) * s->fw + r->x;
-      float *o = out + (gsize) y * dw;
-      memcpy (o, row, (gsize) r->w * sizeof (float));
-      for (gint x = r->w; x < dw; x++)
-        o[x] = row[r->w - 1];
-    }
-  }
+  gst_ae_crop_pad (src, s->fw, s->fh, s->channels, &s->roi, dst, dw, dh);
 }
 
 /* The network input for a frame, in buf.input. */
