@@ -107,6 +107,21 @@ check "ae-info: train.date from SOURCE_DATE_EPOCH" \
   grep -Eq '^  train.date +1970-01-02T00:00:00Z$' "$T/out"
 check "ae-info marks the latent layer" grep -q '<- latent' "$T/out"
 
+# A file name that is not UTF-8 (Latin-1 "é") still trains and is shown in train.data.
+ODD=$T/caf$(printf '\351').png
+if gst-launch-1.0 -q filesrc location="$RAW" ! \
+     rawvideoparse format=gray8 width=28 height=28 framerate=30/1 ! videoconvert ! \
+     pngenc snapshot=true ! filesink location="$T/plain.png" >/dev/null 2>&1 &&
+   mv "$T/plain.png" "$ODD"; then
+  run "$AE_TRAIN" --task encode --arch dense --latent 2 --epochs 1 --val-split 0 \
+    --output "$T/odd.aem" --input "$ODD"
+  check "ae-train on a non-UTF-8 file name" [ "$rc" -eq 0 ]
+  run "$AE_INFO" "$T/odd.aem"
+  check "ae-info shows the non-UTF-8 name readably" grep -q "train.data .*caf" "$T/out"
+else
+  fail "could not write a PNG with gst-launch-1.0 pngenc"
+fi
+
 run "$AE_INFO" --json "$MODEL"
 check "ae-info --json exits 0" [ "$rc" -eq 0 ]
 for key in '"task": "anomaly"' '"anomaly.threshold": ' '"train.data": ' '"spec": ' '"layers": '; do

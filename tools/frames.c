@@ -618,9 +618,13 @@ describe (const frames_set *set, input_kind kind, const char *input, guint files
   gchar *files = kind == KIND_DIR || kind == KIND_GLOB
                      ? g_strdup_printf ("%u file%s, ", files_used, files_used == 1 ? "" : "s")
                      : g_strdup ("");
-  gchar *d = g_strdup_printf ("%s '%s' (%s%zu frame%s, %dx%d %s)", kind_names[kind], input,
+  /* File names need not be UTF-8; the model's metadata strings must be. */
+  gchar *shown = kind == KIND_PIPELINE || kind == KIND_URI ? g_utf8_make_valid (input, -1)
+                                                           : g_filename_display_name (input);
+  gchar *d = g_strdup_printf ("%s '%s' (%s%zu frame%s, %dx%d %s)", kind_names[kind], shown,
                               files, set->count, set->count == 1 ? "" : "s", set->width,
                               set->height, set->channels == 1 ? "gray" : "RGB");
+  g_free (shown);
   g_free (files);
   return d;
 }
