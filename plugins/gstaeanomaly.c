@@ -98,6 +98,9 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
 #define LEARN_LATENT 16
 #define LEARN_PERCENTILE 99.5
 #define LEARN_SEED 1
+/* Half the samples carry a synthetic defect to repair (ae-train
+ * --synthetic-defects): measured +0.03 to +0.13 frame AUROC offline. */
+#define LEARN_SYNTHETIC_DEFECTS 0.5f
 #define LEARN_MAX_BYTES ((gsize) 512 << 20)
 /* Online learning scores like the recommended offline recipe
  * (docs/inspection.md): the peak of the smoothed map. */
@@ -789,6 +792,7 @@ learn_train (GstAeTrainJob *job, gsize nval, GstAeLearnReport *rep, ae_error *er
   o.lr = LEARN_LR;
   o.val_split = LEARN_VAL_SPLIT;
   o.seed = LEARN_SEED;
+  o.synthetic_defects = LEARN_SYNTHETIC_DEFECTS;
   if (rep->crop_w != s->aw || rep->crop_h != s->ah) {
     o.crop_width = rep->crop_w;
     o.crop_height = rep->crop_h;
@@ -886,6 +890,7 @@ learn_write_metadata (ae_model *m, const GstAeTrainJob *job, const GstAeLearnRep
     PUT (ae_model_set_str (m, "train.crop", crop));
   PUT (ae_model_set_int (m, "train.flip", 0));
   PUT (ae_model_set_int (m, "train.repeat", r->repeat));
+  PUT (ae_model_set_float (m, "train.synthetic_defects", LEARN_SYNTHETIC_DEFECTS));
   PUT (ae_model_set_float (m, "train.val_split", LEARN_VAL_SPLIT));
   PUT (ae_model_set_float (m, "train.final_train_loss", r->train.final_train_loss));
   PUT (ae_model_set_float (m, "train.final_val_loss", r->train.final_val_loss));

@@ -29,8 +29,8 @@ py=/usr/bin/python3
 size=256
 online_passes=${AE_ONLINE_PASSES:-12} # 12 x 2.4 s of test footage for online training
 # The recipe docs/inspection.md recommends.
-train_opts=(--arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 10
-            --aggregate max --smooth 4 --loss "$loss" "${extra[@]}")
+train_opts=(--arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 30
+            --synthetic-defects 0.5 --aggregate max --smooth 4 --loss "$loss" "${extra[@]}")
 
 raw () { # FILE [WIDTH HEIGHT [FPS]]: a gst-launch source of raw GRAY8 frames
   echo "filesrc location=$1 ! rawvideoparse format=gray8 width=${2:-$size}" \
