@@ -21,7 +21,7 @@ for s in "${list[@]}"; do
   "$build/tools/ae-train" --task anomaly --quiet --output "$d/model.aem" \
     --pipeline "filesrc location=$d/train.gray8 ! $raw" \
     --defect-pipeline "filesrc location=$d/defects.gray8 ! $raw" \
-    --arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 30 --synthetic-defects 0.5 \
+    --arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 25 --synthetic-defects 0.5 \
     --aggregate max --smooth 4
   for out in overlay heatmap; do
     gst-launch-1.0 -q filesrc location="$d/test.gray8" ! $raw ! \

@@ -29,7 +29,7 @@ py=/usr/bin/python3
 size=256
 online_passes=${AE_ONLINE_PASSES:-12} # 12 x 2.4 s of test footage for online training
 # The recipe docs/inspection.md recommends.
-train_opts=(--arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 30
+train_opts=(--arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 25
             --synthetic-defects 0.5 --aggregate max --smooth 4 --loss "$loss" "${extra[@]}")
 
 raw () { # FILE [WIDTH HEIGHT [FPS]]: a gst-launch source of raw GRAY8 frames
