@@ -111,6 +111,9 @@ const char *ae_model_spec (const ae_model *model);
 void ae_model_input_shape (const ae_model *model, int *channels, int *height, int *width);
 int ae_model_is_fully_convolutional (const ae_model *model);
 int ae_model_is_vae (const ae_model *model);
+/* Whether the model has `noise` layers, which take each input's noise level
+ * (ae_session_set_noise): a denoiser told how strong the noise is. */
+int ae_model_is_noise_conditioned (const ae_model *model);
 /* Height and width must be multiples of this (product of strides) for a
  * fully convolutional model to reproduce the input size. */
 int ae_model_size_multiple (const ae_model *model);
@@ -165,6 +168,11 @@ const float *ae_session_forward (ae_session *s, const float *input);
 /* Runs the encoder only; returns batch * latent_size floats (for a VAE, mu). */
 const float *ae_session_encode (ae_session *s, const float *input);
 size_t ae_session_latent_size (const ae_session *s);
+/* The noise level of each of the batch's inputs for the following forward
+ * passes (sigma[i] for input i, in the input's units: levels / 255 for
+ * 8-bit frames, as ae_noise_sigma measures it); NULL: all 0. Only `noise`
+ * layers read it; reshaping to another size resets it to 0. */
+void ae_session_set_noise (ae_session *s, const float *sigma);
 
 /* ---- Noise level ------------------------------------------------------------ */
 
@@ -216,6 +224,8 @@ const float *ae_stripes_forward (ae_stripes *s, const float *input);
  * then uses the cores too. */
 typedef void (*ae_rows_fn) (void *ctx, int y0, int y1);
 void ae_stripes_for_rows (ae_stripes *s, ae_rows_fn fn, void *ctx);
+/* The frame's noise level for the following forwards (ae_session_set_noise). */
+void ae_stripes_set_noise (ae_stripes *s, float sigma);
 void ae_stripes_free (ae_stripes *s);
 
 /* ---- Losses and maps ------------------------------------------------------ */

@@ -222,6 +222,27 @@ conv_forward (const layer_ctx *c, const float *x, float *y)
   return 0;
 }
 
+/* Largest convolution whose bias conv_noise_forward folds (a stack buffer). */
+#define FOLD_MAX_CHANNELS 512
+
+int
+conv_noise_forward (const layer_ctx *c, const ae_layer *noise, const float *x, float *y)
+{
+  const ae_layer *l = c->l;
+  conv_geom g = conv_geometry (c);
+  float bias[FOLD_MAX_CHANNELS], a, b;
+  if (c->s->training || c->n != 1 || l->kind != LAYER_CONV || l->act != AE_ACT_LINEAR
+      || l->out_c > FOLD_MAX_CHANNELS || is_pointwise (l) || !ae_direct_conv_fits (&g)
+      || !act_as_abs_form (noise->act, noise->alpha, &a, &b))
+    return 0;
+  const float *conv_bias = c->m->params + l->b_off;
+  const float *gain = c->m->params + noise->w_off, *shift = c->m->params + noise->b_off;
+  for (int ch = 0; ch < l->out_c; ch++)
+    bias[ch] = conv_bias[ch] + (gain[ch] * c->s->noise[0] + shift[ch]);
+  ae_direct_conv (&g, l->out_c, c->m->params + l->w_off, bias, a, b, x, y, c->s->col);
+  return 1;
+}
+
 static void
 conv_backward (const layer_ctx *c, const float *x, const float *dy, float *dx, float *grads)
 {
@@ -463,6 +484,44 @@ residual_forward (const layer_ctx *c, const float *x, float *y)
     y[i] = x[i] + in[i];
 }
 
+/* ---- Noise conditioning: y = x + gain * sigma + bias ----------------------------- *
+ * sigma is the sample's noise level (ae_session_set_noise): after a
+ * convolution this is the same as a constant noise-level map fed as an
+ * extra input channel (FFDNet), minus the border effects, at the cost of one
+ * add per value. */
+
+static void
+noise_forward (const layer_ctx *c, const float *x, float *y)
+{
+  const float *gain = c->m->params + c->l->w_off, *bias = c->m->params + c->l->b_off;
+  size_t plane = plane_of (c->in);
+  for (int ch = 0; ch < c->in[0]; ch++)
+    for (int n = 0; n < c->n; n++) {
+      size_t at = ((size_t) ch * c->n + n) * plane;
+      float add = gain[ch] * c->s->noise[n] + bias[ch];
+      for (size_t i = 0; i < plane; i++)
+        y[at + i] = x[at + i] + add;
+    }
+}
+
+static void
+noise_backward (const layer_ctx *c, const float *dy, float *dx, float *grads)
+{
+  float *dgain = grads + c->l->w_off, *dbias = grads + c->l->b_off;
+  size_t plane = plane_of (c->in);
+  for (int ch = 0; ch < c->in[0]; ch++)
+    for (int n = 0; n < c->n; n++) {
+      const float *g = dy + ((size_t) ch * c->n + n) * plane;
+      double sum = 0.0;
+      for (size_t i = 0; i < plane; i++)
+        sum += g[i];
+      dgain[ch] += (float) sum * c->s->noise[n];
+      dbias[ch] += (float) sum;
+    }
+  if (dx)
+    memcpy (dx, dy, (size_t) c->n * c->in[0] * plane * sizeof (float));
+}
+
 /* ---- Dispatch ---------------------------------------------------------------------- */
 
 int
@@ -492,6 +551,9 @@ layer_forward (const layer_ctx *c, const float *x, float *y)
   case LAYER_SHUFFLE:
     shuffle_walk (c, (float *) x, y, 1); /* reads x only */
     break;
+  case LAYER_NOISE:
+    noise_forward (c, x, y);
+    break;
   }
   return 0;
 }
@@ -520,6 +582,9 @@ layer_backward (const layer_ctx *c, const float *x, const float *y, const float 
   case LAYER_SHUFFLE:
     if (dx)
       shuffle_walk (c, dx, (float *) dy, 0); /* writes dx only */
+    break;
+  case LAYER_NOISE:
+    noise_backward (c, dy, dx, grads);
     break;
   case LAYER_ACT:
   case LAYER_RESIDUAL: /* the added input is data, not trained: only x gets a gradient */

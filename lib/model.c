@@ -33,6 +33,7 @@ layer_param_counts (const ae_layer *l, size_t *w, size_t *b)
     *b = (size_t) l->out_c;
     break;
   case LAYER_BN:
+  case LAYER_NOISE:
     *w = *b = (size_t) l->in[0];
     break;
   default:
@@ -72,6 +73,8 @@ assign_shapes_and_offsets (ae_model *m, ae_error *err)
       m->fully_conv = 0;
     if (l->kind == LAYER_SAMPLE)
       m->vae = 1;
+    if (l->kind == LAYER_NOISE)
+      m->noise_conditioned = 1;
     memcpy (shape, l->out, sizeof shape);
   }
   m->nparams = off;
@@ -151,7 +154,8 @@ fan_in (const ae_layer *l)
 }
 
 /* He initialisation scaled for the activation that follows (the layer's
- * own, or that of a BN/act layer right after it); biases zero, BN identity. */
+ * own, or that of a BN/act/noise layer right after it); biases zero, BN
+ * identity, noise layers without effect. */
 void
 ae_model_init_weights (ae_model *m, uint64_t seed)
 {
@@ -167,12 +171,13 @@ ae_model_init_weights (ae_model *m, uint64_t seed)
         m->stats[l->stat_off + l->in[0] + c] = 1.0f;
       continue;
     }
-    if (!l->w_n)
+    if (!l->w_n || l->kind == LAYER_NOISE) /* noise gain and offset start at 0 */
       continue;
     ae_act act = l->act;
     float alpha = l->alpha;
     if (act == AE_ACT_LINEAR && i + 1 < m->nlayers
-        && (m->layers[i + 1].kind == LAYER_BN || m->layers[i + 1].kind == LAYER_ACT)) {
+        && (m->layers[i + 1].kind == LAYER_BN || m->layers[i + 1].kind == LAYER_ACT
+            || m->layers[i + 1].kind == LAYER_NOISE)) {
       act = m->layers[i + 1].act;
       alpha = m->layers[i + 1].alpha;
     }
@@ -236,6 +241,12 @@ int
 ae_model_is_vae (const ae_model *m)
 {
   return m->vae;
+}
+
+int
+ae_model_is_noise_conditioned (const ae_model *m)
+{
+  return m->noise_conditioned;
 }
 
 int
@@ -397,12 +408,13 @@ model_tensors (const ae_model *m, aem_tensor *t)
     b->ndim = 1;
     b->shape[0] = (int64_t) l->b_n;
     snprintf (b->name, sizeof b->name, "layer%d.%s", i, l->kind == LAYER_BN ? "beta" : "bias");
-    snprintf (w->name, sizeof w->name, "layer%d.%s", i, l->kind == LAYER_BN ? "gamma" : "weight");
+    snprintf (w->name, sizeof w->name, "layer%d.%s", i,
+              l->kind == LAYER_BN ? "gamma" : l->kind == LAYER_NOISE ? "gain" : "weight");
     if (l->kind == LAYER_DENSE) {
       w->ndim = 2;
       w->shape[0] = l->out_c;
       w->shape[1] = (int64_t) shape_numel (l->in);
-    } else if (l->kind == LAYER_BN) {
+    } else if (l->kind == LAYER_BN || l->kind == LAYER_NOISE) {
       w->ndim = 1;
       w->shape[0] = l->in[0];
     } else {

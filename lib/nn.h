@@ -41,7 +41,8 @@ typedef enum layer_kind {
   LAYER_ACT,
   LAYER_SAMPLE,
   LAYER_RESIDUAL, /* adds the model's input: the layers before it learn a correction */
-  LAYER_SHUFFLE   /* depth to space: C*R*R x H x W -> C x RH x RW (R in s) */
+  LAYER_SHUFFLE,  /* depth to space: C*R*R x H x W -> C x RH x RW (R in s) */
+  LAYER_NOISE     /* y = x + gain * sigma + bias per channel: sigma is the sample's noise level */
 } layer_kind;
 
 typedef struct ae_layer {
@@ -65,7 +66,7 @@ struct ae_model {
   int nlayers;
   ae_layer *layers;
   int latent_layer;
-  int fully_conv, vae;
+  int fully_conv, vae, noise_conditioned;
   float *params;
   size_t nparams;
   float *stats;
@@ -132,6 +133,7 @@ struct ae_session {
   ae_rng rng;           /* VAE sampling noise (training) */
   float kl_scale;       /* d(loss)/d(KL sum) for the backward pass */
   const float *net_in;  /* CNHW input of the current forward (residual layers) */
+  float *noise;         /* noise level of each sample (noise layers), batch capacity */
 };
 
 ae_session *ae_session_new_mode (const ae_model *m, int batch, int h, int w, int training,
@@ -162,6 +164,11 @@ int layer_forward (const layer_ctx *c, const float *x, float *y);
  * dx may be NULL for the first layer. */
 void layer_backward (const layer_ctx *c, const float *x, const float *y, const float *dy,
                      float *dx, float *grads);
+/* Inference with a batch of one: a linear convolution and the noise layer
+ * after it as one direct-kernel pass (the noise term folded into the bias,
+ * the noise layer's (leaky) ReLU fused), the same values as the two layers
+ * one after the other. Returns 0, doing nothing, where that does not apply. */
+int conv_noise_forward (const layer_ctx *c, const ae_layer *noise, const float *x, float *y);
 void act_forward (ae_act act, float alpha, float *y, size_t n);
 /* The (leaky) ReLU as a*y + b*|y|; 0 for activations not of that form. */
 int act_as_abs_form (ae_act act, float alpha, float *a, float *b);
@@ -210,8 +217,9 @@ ae_shards *ae_shards_new (ae_model *m, int workers, int batch, int h, int w, ae_
 void ae_shards_free (ae_shards *p);
 /* Splits a batch of n over the shards; returns how many are used (-1 on error). */
 int ae_shards_split (ae_shards *p, int n, ae_error *err);
-/* Shard k's sample count and the CNHW buffers to fill with its samples. */
-void ae_shards_buffers (ae_shards *p, int k, int *n, float **input, float **target);
+/* Shard k's sample count, the CNHW buffers to fill with its samples and
+ * their noise levels (for noise layers). */
+void ae_shards_buffers (ae_shards *p, int k, int *n, float **input, float **target, float **noise);
 /* Forward, loss and backward on every shard; leaves the batch's gradient in
  * grads and returns the batch loss (reconstruction mean + KL term). */
 double ae_shards_step (ae_shards *p, float kl_scale, float *grads);

@@ -34,6 +34,7 @@ free_buffers (ae_session *s)
   free (s->input);
   free (s->output);
   free (s->latent);
+  free (s->noise);
   free (s->col);
   free (s->tmp_a);
   free (s->tmp_b);
@@ -44,7 +45,7 @@ free_buffers (ae_session *s)
   s->bn = NULL;
   s->shape = NULL;
   s->numel = NULL;
-  s->ping = s->pong = s->input = s->output = s->latent = s->col = NULL;
+  s->ping = s->pong = s->input = s->output = s->latent = s->noise = s->col = NULL;
   s->tmp_a = s->tmp_b = s->eps = s->grad_a = s->grad_b = NULL;
 }
 
@@ -143,6 +144,8 @@ allocate (ae_session *s, int n, int h, int w, ae_error *err)
   s->input = alloc_floats (s->numel[0], &failed);
   s->output = alloc_floats (s->numel[nl], &failed);
   s->latent = alloc_floats (s->numel[m->latent_layer + 1], &failed);
+  s->noise = calloc ((size_t) n, sizeof *s->noise);
+  failed |= !s->noise;
   if (s->training) {
     s->act[0] = s->input;
     for (int i = 1; i <= nl; i++)
@@ -182,6 +185,7 @@ ae_session_reshape (ae_session *s, int batch, int height, int width, ae_error *e
     s->batch = batch;
     for (int i = 0; i <= s->model->nlayers; i++)
       s->numel[i] = (size_t) batch * numel3 (s->shape[i]);
+    ae_session_set_noise (s, NULL);
     return AE_OK;
   }
   free_buffers (s);
@@ -233,6 +237,13 @@ ae_session_free (ae_session *s)
   free (s);
 }
 
+void
+ae_session_set_noise (ae_session *s, const float *sigma)
+{
+  for (int i = 0; i < s->batch; i++)
+    s->noise[i] = sigma ? sigma[i] : 0.0f;
+}
+
 size_t
 ae_session_latent_size (const ae_session *s)
 {
@@ -258,7 +269,10 @@ ae_session_run_cnhw (ae_session *s, const float *x, int stop_after)
     const ae_layer *l = &m->layers[i];
     layer_ctx c = context (s, i);
     out = s->training ? s->act[i + 1] : (in == s->ping ? s->pong : s->ping);
-    if (!layer_forward (&c, in, out))
+    if (i < last && m->layers[i + 1].kind == LAYER_NOISE
+        && conv_noise_forward (&c, &m->layers[i + 1], in, out))
+      i++; /* the noise layer is done too */
+    else if (!layer_forward (&c, in, out))
       act_forward (l->act, l->alpha, out, s->numel[i + 1]);
     in = out;
   }

@@ -141,9 +141,10 @@ ae_shards_split (ae_shards *p, int n, ae_error *err)
 }
 
 void
-ae_shards_buffers (ae_shards *p, int k, int *n, float **input, float **target)
+ae_shards_buffers (ae_shards *p, int k, int *n, float **input, float **target, float **noise)
 {
   *n = p->v[k].n;
+  *noise = p->v[k].s->noise;
   *input = p->v[k].s->act[0];
   *target = p->v[k].target;
 }

@@ -15,7 +15,7 @@
 static const char *const act_names[] = { "linear", "relu", "lrelu", "sigmoid", "tanh" };
 static const char *const loss_names[] = { "mse", "l1", "bce", "ssim" };
 static const char *const kind_names[] = { "dense", "conv", "deconv", "bn", "act", "sample",
-                                             "residual", "shuffle" };
+                                             "residual", "shuffle", "noise" };
 
 const char *
 ae_act_name (ae_act act)
@@ -43,7 +43,7 @@ ae_loss_from_name (const char *name, ae_loss *out)
 const char *
 ae_layer_kind_name (layer_kind kind)
 {
-  return (unsigned) kind < 8 ? kind_names[kind] : "?";
+  return (unsigned) kind < sizeof kind_names / sizeof *kind_names ? kind_names[kind] : "?";
 }
 
 /* Parses a positive decimal integer of at most MAX_DIM. */
@@ -184,8 +184,8 @@ parse_layer (char *tok, ae_layer *l, ae_error *err)
     l->kind = f[0][0] == 'c' ? LAYER_CONV : LAYER_DECONV;
     return parse_geometry_layer (l, f, n, err);
   }
-  if (strcmp (f[0], "bn") == 0 || strcmp (f[0], "act") == 0) {
-    l->kind = f[0][0] == 'b' ? LAYER_BN : LAYER_ACT;
+  if (strcmp (f[0], "bn") == 0 || strcmp (f[0], "act") == 0 || strcmp (f[0], "noise") == 0) {
+    l->kind = f[0][0] == 'b' ? LAYER_BN : f[0][0] == 'a' ? LAYER_ACT : LAYER_NOISE;
     if (n > 2 || (l->kind == LAYER_ACT && n != 2))
       return ae_fail (err, AE_E_ARG, "%s wants %s%s", f[0], f[0], n > 2 ? "[:ACT]" : ":ACT");
     if (n == 2 && !parse_act (f[1], &l->act, &l->alpha))

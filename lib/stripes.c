@@ -155,6 +155,13 @@ ae_stripes_count (const ae_stripes *p)
   return p->count;
 }
 
+void
+ae_stripes_set_noise (ae_stripes *p, float sigma)
+{
+  for (int k = 0; k < p->count; k++)
+    ae_session_set_noise (p->v[k].s, &sigma);
+}
+
 const float *
 ae_stripes_forward (ae_stripes *p, const float *input)
 {

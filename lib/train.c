@@ -204,10 +204,11 @@ add_noise (float *v, size_t n, float sigma, ae_rng *rng)
 /* Gathers samples idx[0..n) into CNHW input and target buffers: a random
  * crop (training) or the centre crop (validation), maybe flipped, maybe a
  * synthetic defect (training), with Gaussian noise of a random sigma; the
- * defect and the noise on the input only. */
+ * defect and the noise on the input only, the sigma in noise[i] (what
+ * noise layers are told). */
 static void
-fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, ae_rng *rng,
-            int augment)
+fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, float *noise,
+            ae_rng *rng, int augment)
 {
   const ae_dataset *d = t->data;
   int c = d->channels, h = t->h, w = t->w;
@@ -223,6 +224,7 @@ fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, a
     }
     int flip = augment && t->o->augment_flip && ae_rng_uniform (rng) < 0.5;
     float sigma = t->o->noise_min + (float) ae_rng_uniform (rng) * (t->o->noise_max - t->o->noise_min);
+    noise[i] = sigma;
     for (int ch = 0; ch < c; ch++) {
       copy_window (x + ch * src_plane, d->width, x0, y0, input + ((size_t) ch * n + i) * plane,
                    h, w, flip);
@@ -322,9 +324,9 @@ train_batch (trainer *t, const size_t *idx, int n, ae_error *err)
     return NAN;
   for (int k = 0, off = 0; k < shards; k++) {
     int nk;
-    float *input, *target;
-    ae_shards_buffers (t->shards, k, &nk, &input, &target);
-    fill_batch (t, idx + off, nk, input, target, &t->rng, 1);
+    float *input, *target, *noise;
+    ae_shards_buffers (t->shards, k, &nk, &input, &target, &noise);
+    fill_batch (t, idx + off, nk, input, target, noise, &t->rng, 1);
     off += nk;
   }
   double loss = ae_shards_step (t->shards, kl_scale (t, n), t->grads);
@@ -346,7 +348,7 @@ validation_loss (trainer *t)
   for (size_t i = 0; i < t->nval; i += (size_t) s->allocated_for[0]) {
     int n = (int) (t->nval - i < s->allocated_for[0] ? t->nval - i : s->allocated_for[0]);
     ae_session_reshape (s, n, t->h, t->w, NULL);
-    fill_batch (t, val + i, n, s->input, t->target, &rng, 0);
+    fill_batch (t, val + i, n, s->input, t->target, s->noise, &rng, 0);
     const float *y = ae_session_run_cnhw (s, s->input, -1);
     sum += n * ae_loss_eval (t->o->loss, y, t->target, (size_t) n * d->channels, t->h, t->w,
                              t->o->ssim_window, NULL, t->loss_scratch);

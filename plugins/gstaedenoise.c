@@ -431,8 +431,9 @@ temporal_rows (void *ctx, int y0, int y1)
   gst_ae_frame_write_luma_rows (job->frame, job->luma, job->blended, job->strength, y0, y1);
 }
 
-/* Measures the frame's noise for the adaptive strength and the temporal
- * gate; publishes it as noise-level. Returns -1 for frames under 3x3. */
+/* Measures the frame's noise for the adaptive strength, the temporal gate
+ * and noise-conditioned models; publishes it as noise-level. Returns -1 for
+ * frames under 3x3. */
 static gdouble
 measure_noise (GstAeDenoise *self, const float *luma)
 {
@@ -478,8 +479,11 @@ denoise_frame (GstAeDenoise *self, GstVideoFrame *frame, gfloat strength, gboole
     gst_ae_frame_read_luma (frame, job.luma);
   else
     ae_stripes_for_rows (self->stripes, read_rows, &job);
-  if (adaptive || temporal > 0.0f)
+  gboolean conditioned = ae_model_is_noise_conditioned (self->slot.active);
+  if (adaptive || temporal > 0.0f || conditioned)
     level = measure_noise (self, job.luma);
+  if (conditioned) /* the network is told how strong the noise is */
+    ae_stripes_set_noise (self->stripes, (float) MAX (level, 0.0) / 255.0f);
   if (adaptive)
     job.strength *= adaptive_gain (level);
   if (temporal <= 0.0f || job.strength <= 0.0f)
@@ -710,7 +714,8 @@ install_properties (GObjectClass *oc)
   g_object_class_install_property (oc, PROP_NOISE_LEVEL,
       g_param_spec_double ("noise-level", "Noise level",
           "Standard deviation of the last frame's luma noise in levels of 255, as measured "
-          "while adaptive is on or temporal is over 0 "
+          "while adaptive is on, temporal is over 0 or the model is noise-conditioned (it is then "
+          "told this level) "
           "(robust median estimate: edges and texture barely count); -1: frames under 3x3 "
           "cannot be measured",
           -1.0, 255.0, 0.0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));

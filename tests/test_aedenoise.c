@@ -62,6 +62,18 @@ smooth_image (guint8 *dst, gint w, gint h)
       dst[y * w + x] = to_byte (128 + 60.0 * (x - w / 2.0) / w + 25 * sin (x * 0.3 + y * 0.2));
 }
 
+/* The smooth image with a fine checkerboard of +-30 levels on top: detail
+ * a denoiser must keep, and can only tell from noise when it knows how
+ * strong the noise is. */
+static void
+textured_image (guint8 *dst, gint w, gint h)
+{
+  smooth_image (dst, w, h);
+  for (gint y = 0; y < h; y++)
+    for (gint x = 0; x < w; x++)
+      dst[y * w + x] = to_byte (dst[y * w + x] + ((x + y) % 2 ? 30 : -30));
+}
+
 static void
 add_noise (const guint8 *src, guint8 *dst, gsize n, double sigma, GRand *rng)
 {
@@ -255,11 +267,25 @@ wait_message (GstBus *bus, GstMessageType types, gint seconds)
 
 /* ---- The reference: libae on the test's own model ---------------------------------------- */
 
+/* The noise level aedenoise measures in a GRAY8 frame and tells a
+ * noise-conditioned model (plane units, 0 when unmeasurable). */
+static float
+measured_noise (const guint8 *luma, gint w, gint h)
+{
+  float *plane = g_new (float, (gsize) w * h);
+  for (gsize i = 0; i < (gsize) w * h; i++)
+    plane[i] = luma[i] * (1.0f / 255.0f);
+  gdouble level = 255.0 * ae_noise_sigma (plane, w, h);
+  g_free (plane);
+  return (float) MAX (level, 0.0) / 255.0f;
+}
+
 /* What aedenoise must output (luma, full strength) for a GRAY8 frame with
- * model m: the frame padded by edge replication to the model's multiple,
- * reconstructed, cropped, and written as the element writes it. */
+ * model m told noise level sigma: the frame padded by edge replication to
+ * the model's multiple, reconstructed, cropped, and written as the element
+ * writes it. */
 static guint8 *
-reference (const ae_model *m, const guint8 *luma, gint w, gint h)
+reference_at (const ae_model *m, const guint8 *luma, gint w, gint h, float sigma)
 {
   gint k = ae_model_size_multiple (m), pw = (w + k - 1) / k * k, ph = (h + k - 1) / k * k;
   float *in = g_new (float, (gsize) pw * ph);
@@ -268,6 +294,8 @@ reference (const ae_model *m, const guint8 *luma, gint w, gint h)
     for (gint x = 0; x < pw; x++)
       in[y * pw + x] = luma[MIN (y, h - 1) * w + MIN (x, w - 1)] * (1.0f / 255.0f);
   ae_session *s = ae_session_new (m, 1, ph, pw, NULL);
+  if (s)
+    ae_session_set_noise (s, &sigma);
   const float *r = s ? ae_session_forward (s, in) : NULL;
   for (gint y = 0; y < h; y++)
     for (gint x = 0; x < w; x++) {
@@ -277,6 +305,13 @@ reference (const ae_model *m, const guint8 *luma, gint w, gint h)
   ae_session_free (s);
   g_free (in);
   return out;
+}
+
+/* The same, told the noise aedenoise measures (the element's output). */
+static guint8 *
+reference (const ae_model *m, const guint8 *luma, gint w, gint h)
+{
+  return reference_at (m, luma, w, h, measured_noise (luma, w, h));
 }
 
 /* ---- Models ------------------------------------------------------------------------------ */
@@ -891,6 +926,81 @@ test_preset (void)
   g_rand_free (rng);
 }
 
+/* A model with a noise layer, trained on clean textured crops with
+ * injected noise of sigma 0-50 levels. */
+static ae_model *
+train_conditioned (void)
+{
+  const gint count = 48, side = 16;
+  gsize n = (gsize) side * side;
+  guint8 img[32 * 32];
+  float *x = g_new (float, count * n);
+  GRand *rng = g_rand_new_with_seed (8);
+  textured_image (img, 2 * side, 2 * side);
+  for (gint i = 0; i < count; i++) {
+    gint ox = g_rand_int_range (rng, 0, side), oy = g_rand_int_range (rng, 0, side);
+    for (gint y = 0; y < side; y++)
+      for (gint xx = 0; xx < side; xx++)
+        x[i * n + y * side + xx] = img[(oy + y) * 2 * side + ox + xx] / 255.0f;
+  }
+  ae_error err;
+  ae_model *m = ae_model_new ("conv:8:3:1:1,noise:lrelu,conv:8:3:1:1:lrelu,conv:1:3:1:1:sigmoid", 1, side, side,
+                              3, &err);
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = 200;
+  o.batch = 8;
+  o.lr = 3e-3f;
+  o.val_split = 0;
+  o.noise_min = 0.0f;
+  o.noise_max = 50.0f / 255.0f;
+  ae_train_result r;
+  ae_status st = ae_train (m, &(ae_dataset) { x, NULL, count, 1, side, side }, &o, &r, &err);
+  CHECK (st == AE_OK, "train a noise-conditioned denoiser (loss %.4f)", r.final_train_loss);
+  g_rand_free (rng);
+  g_free (x);
+  return m;
+}
+
+/* A noise-conditioned model is told the noise the element measures, with
+ * adaptive off too: the output is the reference's at that level, which
+ * differs from the one at level 0. */
+static void
+test_noise_conditioned (void)
+{
+  const gint w = 64, h = 48;
+  const gsize n = (gsize) w * h;
+  guint8 clean[64 * 48], noisy[64 * 48];
+  GRand *rng = g_rand_new_with_seed (13);
+  smooth_image (clean, w, h);
+  add_noise (clean, noisy, n, 20, rng);
+  ae_model *m = train_conditioned ();
+  gchar *path = save_model (m, "conditioned.aem");
+  GstBus *bus;
+  GstHarness *hn = harness_new (&bus, path, "GRAY8", w, h);
+  g_object_set (hn->element, "adaptive", FALSE, NULL);
+  guint8 *out = denoise_gray (hn, w, h, noisy), *ref = reference (m, noisy, w, h);
+  guint8 *untold = reference_at (m, noisy, w, h, 0.0f);
+  gdouble level = -2;
+  g_object_get (hn->element, "noise-level", &level, NULL);
+  CHECK (level > 15.0 && level < 25.0, "adaptive=false: the noise is still measured (%.2f)",
+         level);
+  CHECK (out && max_abs_diff (out, ref, n) <= 1,
+         "the output is the model's told the measured noise (max diff %d)",
+         out ? max_abs_diff (out, ref, n) : -1);
+  /* Beyond the tolerance above: an element that did not tell the model
+   * would fail that check. */
+  CHECK (max_abs_diff (ref, untold, n) > 1, "the level matters: %d levels from the output at 0",
+         max_abs_diff (ref, untold, n));
+  g_free (out);
+  g_free (ref);
+  g_free (untold);
+  harness_free (hn, bus);
+  g_free (path);
+  ae_model_free (m);
+  g_rand_free (rng);
+}
+
 /* Adaptive strength leaves a clean frame exactly as it is, denoises a
  * noisy one, and reports the measured noise. */
 static void
@@ -1277,6 +1387,7 @@ static const TestCase tests[] = {
   { "renegotiation", test_renegotiation, TRUE },
   { "threads", test_threads, FALSE },
   { "adaptive", test_adaptive, FALSE },
+  { "noise_conditioned", test_noise_conditioned, FALSE },
   { "preset", test_preset, FALSE },
   { "temporal_off", test_temporal_off, FALSE },
   { "temporal_static", test_temporal_static, FALSE },

@@ -37,11 +37,11 @@ run_case (const grad_case *gc)
   CHECK (m != NULL, "%s: build (%s)", gc->name, m ? "ok" : err.message);
   if (!m)
     return;
-  /* Non-trivial BN parameters so their gradients are exercised too. */
+  /* Non-trivial BN and noise parameters so their gradients are exercised too. */
   ae_rng rng;
   ae_rng_seed (&rng, 3);
   for (int i = 0; i < m->nlayers; i++)
-    if (m->layers[i].kind == LAYER_BN)
+    if (m->layers[i].kind == LAYER_BN || m->layers[i].kind == LAYER_NOISE)
       for (size_t j = 0; j < m->layers[i].w_n; j++) {
         m->params[m->layers[i].w_off + j] = 0.5f + (float) ae_rng_uniform (&rng);
         m->params[m->layers[i].b_off + j] = (float) ae_rng_uniform (&rng) - 0.5f;
@@ -50,6 +50,10 @@ run_case (const grad_case *gc)
   s->stats = m->stats;
   if (gc->col_budget)
     s->col_budget = (size_t) gc->col_budget;
+  float sigma[8]; /* a different noise level per sample, for noise layers */
+  for (int i = 0; i < gc->batch && i < 8; i++)
+    sigma[i] = 0.1f + 0.15f * (float) i;
+  ae_session_set_noise (s, sigma);
   size_t n = s->numel[0];
   float *x = malloc (n * sizeof *x), *t = malloc (n * sizeof *t), *gout = malloc (n * sizeof *gout);
   float *scratch = malloc (ae_loss_scratch_floats (gc->loss, gc->h, gc->w) * sizeof (float));
@@ -123,6 +127,8 @@ main (void)
     { "residual", "conv:4:3:2:1:tanh,deconv:2:4:2:1,residual", 2, 4, 6, 2, AE_LOSS_MSE, 0 },
     { "shuffle", "conv:8:3:2:1:tanh,shuffle:2,conv:2:3:1:1,residual", 2, 4, 6, 2, AE_LOSS_MSE, 0 },
     { "residual, l1", "conv:3:3:1:1:lrelu,conv:1:3:1:1,residual", 1, 5, 5, 2, AE_LOSS_L1, 0 },
+    { "noise conditioning", "conv:4:3:2:1,noise:tanh,conv:4:3:1:1,noise,shuffle:2:sigmoid", 1, 4,
+      6, 3, AE_LOSS_MSE, 0 },
     { "conv vae", "conv:4:3:2:1:tanh,conv:4:3:1:1,sample,deconv:1:4:2:1:sigmoid", 1, 4, 4, 2,
       AE_LOSS_MSE, 0 },
   };

@@ -17,6 +17,15 @@ fill_uniform (float *x, size_t n, uint64_t seed)
     x[i] = (float) ae_rng_uniform (&rng);
 }
 
+static double
+max_abs_diff (const float *a, const float *b, size_t n)
+{
+  double d = 0.0;
+  for (size_t i = 0; i < n; i++)
+    d = fmax (d, fabs (a[i] - b[i]));
+  return d;
+}
+
 static void
 test_spec_errors (void)
 {
@@ -98,19 +107,13 @@ test_sessions (void)
     ae_session *b = ae_session_new (models[k], n, h, w, NULL), *s1 = ae_session_new (models[k], 1, h, w, NULL);
     for (int i = 0; i < n; i++)
       memcpy (one + i * sample, ae_session_forward (s1, x + i * sample), sample * sizeof (float));
-    const float *y = ae_session_forward (b, x);
-    double diff = 0;
-    for (size_t i = 0; i < n * sample; i++)
-      diff = fmax (diff, fabs (y[i] - one[i]));
+    double diff = max_abs_diff (ae_session_forward (b, x), one, n * sample);
     CHECK (diff < 1e-5, "model %d: batch of 3 equals 3 single frames (max diff %.2g)", k, diff);
     size_t ls = ae_session_latent_size (s1);
     float *lat1 = malloc (n * ls * sizeof *lat1);
     for (int i = 0; i < n; i++)
       memcpy (lat1 + i * ls, ae_session_encode (s1, x + i * sample), ls * sizeof (float));
-    const float *lat = ae_session_encode (b, x);
-    diff = 0;
-    for (size_t i = 0; i < n * ls; i++)
-      diff = fmax (diff, fabs (lat[i] - lat1[i]));
+    diff = max_abs_diff (ae_session_encode (b, x), lat1, n * ls);
     CHECK (diff < 1e-5, "model %d: batched latents equal single-frame latents", k);
     free (lat1);
     ae_session_free (b);
@@ -121,6 +124,53 @@ test_sessions (void)
   free (one);
   ae_model_free (fc);
   ae_model_free (dn);
+}
+
+/* Noise layers: the level changes the output; a batch of one (conv and
+ * noise folded into one direct-kernel pass) equals the layer-by-layer
+ * batch of two with two levels; stripes pass the level on. */
+static void
+test_noise_conditioning (void)
+{
+  ae_error err;
+  const int h = 16, w = 24;
+  size_t plane = (size_t) h * w;
+  ae_model *m = ae_model_new ("conv:6:3:1:1,noise:lrelu,conv:4:3:2:1,noise,shuffle:2:sigmoid", 1,
+                              h, w, 5, &err);
+  CHECK (m && ae_model_is_noise_conditioned (m), "noise-conditioned model builds: %s",
+         m ? "ok" : err.message);
+  if (!m)
+    return;
+  for (int i = 0; i < m->nlayers; i++)
+    if (m->layers[i].kind == LAYER_NOISE)
+      fill_uniform (m->params + m->layers[i].w_off, 2 * m->layers[i].w_n, 10 + i);
+  float *x = malloc (2 * plane * sizeof *x), *quiet = malloc (plane * sizeof *quiet);
+  fill_uniform (x, plane, 3);
+  memcpy (x + plane, x, plane * sizeof *x);
+  ae_session *one = ae_session_new (m, 1, h, w, NULL), *two = ae_session_new (m, 2, h, w, NULL);
+  const float levels[2] = { 0.05f, 0.3f };
+  ae_session_set_noise (one, &levels[0]);
+  memcpy (quiet, ae_session_forward (one, x), plane * sizeof *quiet);
+  ae_session_set_noise (one, &levels[1]);
+  const float *loud = ae_session_forward (one, x);
+  CHECK (max_abs_diff (quiet, loud, plane) > 1e-3, "the noise level changes the output (%.3g)",
+         max_abs_diff (quiet, loud, plane));
+  ae_session_set_noise (two, levels);
+  const float *y = ae_session_forward (two, x);
+  CHECK (max_abs_diff (y, quiet, plane) < 1e-5 && max_abs_diff (y + plane, loud, plane) < 1e-5,
+         "batch of one (folded) equals a batch of two (layer by layer): %.2g, %.2g",
+         max_abs_diff (y, quiet, plane), max_abs_diff (y + plane, loud, plane));
+  ae_stripes *st = ae_stripes_new (m, h, w, 2, &err);
+  ae_stripes_set_noise (st, levels[1]);
+  const float *striped = st ? ae_stripes_forward (st, x) : quiet;
+  CHECK (max_abs_diff (striped, loud, plane) < 1e-5, "stripes use the level (%.2g)",
+         max_abs_diff (striped, loud, plane));
+  ae_stripes_free (st);
+  ae_session_free (one);
+  ae_session_free (two);
+  free (x);
+  free (quiet);
+  ae_model_free (m);
 }
 
 /* ae_stripes_for_rows: every row exactly once, across the stripes. */
@@ -156,11 +206,8 @@ test_stripes (void)
     if (!st)
       continue;
     double diff = 0;
-    for (int pass = 0; pass < 2; pass++) {
-      const float *y = ae_stripes_forward (st, x);
-      for (size_t i = 0; i < n; i++)
-        diff = fmax (diff, fabs (y[i] - ref[i]));
-    }
+    for (int pass = 0; pass < 2; pass++)
+      diff = fmax (diff, max_abs_diff (ae_stripes_forward (st, x), ref, n));
     CHECK (diff < 1e-5, "%d threads (%d stripes) equal the whole frame (max diff %.2g)",
            threads[t], ae_stripes_count (st), diff);
     int seen[60] = { 0 }, once = 1;
@@ -334,10 +381,7 @@ test_chunking (void)
   ae_session *s = ae_session_new (m, 1, h, w, NULL);
   memcpy (ref, ae_session_forward (s, x), n * sizeof (float));
   s->col_budget = 1000;
-  const float *y = ae_session_forward (s, x);
-  double diff = 0;
-  for (size_t i = 0; i < n; i++)
-    diff = fmax (diff, fabs (y[i] - ref[i]));
+  double diff = max_abs_diff (ae_session_forward (s, x), ref, n);
   CHECK (diff < 1e-5, "chunked im2col equals one chunk (max diff %.2g)", diff);
   ae_session_free (s);
   ae_model_free (m);
@@ -474,6 +518,7 @@ main (void)
   test_sessions ();
   test_chunking ();
   test_stripes ();
+  test_noise_conditioning ();
   test_direct_conv ();
   test_noise_sigma ();
   test_map_score ();

@@ -129,6 +129,8 @@ print_text (const char *path, const ae_model *m)
   if (ae_model_is_fully_convolutional (m))
     printf (" (sides multiple of %d)", ae_model_size_multiple (m));
   printf ("\nvariational: %s\n", yes_no (ae_model_is_vae (m)));
+  if (ae_model_is_noise_conditioned (m))
+    printf ("noise-conditioned: yes (told each frame's measured noise level)\n");
   printf ("latent:     %zu values", ae_model_latent_size (m, h, w));
   if (ae_model_latent_gaussian (m))
     printf (" (Gaussian of normal latents stored: latent.mean, latent.whiten)");
@@ -261,9 +263,10 @@ print_json (const char *path, const ae_model *m)
   g_string_append_printf (out, ",\n  \"input\": {\"channels\": %d, \"height\": %d, "
                           "\"width\": %d}", c, h, w);
   g_string_append_printf (out, ",\n  \"fully_convolutional\": %s, \"size_multiple\": %d, "
-                          "\"vae\": %s",
+                          "\"vae\": %s, \"noise_conditioned\": %s",
                           ae_model_is_fully_convolutional (m) ? "true" : "false",
-                          ae_model_size_multiple (m), ae_model_is_vae (m) ? "true" : "false");
+                          ae_model_size_multiple (m), ae_model_is_vae (m) ? "true" : "false",
+                          ae_model_is_noise_conditioned (m) ? "true" : "false");
   g_string_append_printf (out, ",\n  \"params\": %zu, \"latent_size\": %zu, "
                           "\"latent_layer\": %d, \"latent_gaussian\": %d", ae_model_param_count (m),
                           ae_model_latent_size (m, h, w), ae_model_latent_layer (m),

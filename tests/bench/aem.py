@@ -136,7 +136,7 @@ def parse_spec(spec):
                 raise ModelError(f"bad layer '{token}'")
             layer["s"] = int(f[1])
             rest = f[2:]
-        elif kind in ("bn", "act", "sample", "residual"):
+        elif kind in ("bn", "act", "sample", "residual", "noise"):
             rest = f[1:]
         else:
             raise ModelError(f"layer kind '{kind}' unknown to tests/bench/aem.py: teach it first")

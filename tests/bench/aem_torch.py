@@ -2,7 +2,8 @@
 libae's inference semantics (lib/layers.c): zero-padded convolutions,
 PyTorch weight layouts, batch norm from running statistics, leaky ReLU with
 the spec's slope, `sample` passing mu, `shuffle` as pixel_shuffle,
-`residual` adding the network's input."""
+`residual` adding the network's input, `noise` adding gain * sigma + bias
+per channel (sigma: the noise level given to Net.set_noise)."""
 import numpy as np
 import torch
 from torch import nn
@@ -26,10 +27,27 @@ class Residual(nn.Module):
         return x + net_in
 
 
+class NoiseBias(nn.Module):
+    """libae's noise layer: adds gain * sigma + bias to each channel."""
+
+    def __init__(self, gain, bias):
+        super().__init__()
+        self.gain, self.bias, self.sigma = gain, bias, 0.0
+
+    def forward(self, x):
+        return x + (self.gain * self.sigma + self.bias)[None, :, None, None]
+
+
 class Net(nn.Module):
     def __init__(self, mods):
         super().__init__()
         self.mods = nn.ModuleList(mods)
+
+    def set_noise(self, sigma):
+        """The input's noise level (input units) for the noise layers."""
+        for m in self.mods:
+            if isinstance(m, NoiseBias):
+                m.sigma = float(sigma)
 
     def forward(self, x):
         y = x
@@ -71,12 +89,14 @@ def _layer(model, i, layer, shape):
         bn.running_mean = _tensor(model, name + "running_mean", (c,))
         bn.running_var = _tensor(model, name + "running_var", (c,))
         return bn
+    if kind == "noise":
+        return NoiseBias(_tensor(model, name + "gain", (c,)), _tensor(model, name + "bias", (c,)))
     return {"sample": Mu, "residual": Residual,
             "shuffle": lambda: nn.PixelShuffle(layer["s"]), "act": lambda: None}[kind]()
 
 
 TENSORS = {"conv": ("weight", "bias"), "deconv": ("weight", "bias"), "dense": ("weight", "bias"),
-           "bn": ("gamma", "beta", "running_mean", "running_var")}
+           "bn": ("gamma", "beta", "running_mean", "running_var"), "noise": ("gain", "bias")}
 
 
 def to_torch(model):

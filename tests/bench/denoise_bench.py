@@ -443,6 +443,7 @@ def torch_run(net, luma_frame):
     """The network in PyTorch at batch 1 on the luma plane: run(n)."""
     import torch
     x = torch.from_numpy(luma_frame.astype(np.float32)[None, None] / 255.0)
+    net.set_noise(25 / 255)  # the speed frames' noise; only noise layers read it
 
     def run(n):
         with torch.no_grad():
@@ -492,10 +493,36 @@ def print_speed(size, rates, models, extra):
 
 # ---- The same network in PyTorch, and achieved GFLOP/s ----------------------------------
 
+def measured_noise(plane):
+    """lib/noise.c's ae_noise_sigma on a float plane (what aedenoise tells a
+    noise-conditioned model): the median of |Immerkaer residual| / 6 on every
+    eighth row and second column, from a 2048-bin histogram of [0, 0.25),
+    interpolated within its bin, over 0.6745."""
+    h, w = plane.shape
+    ys, xs = (8 if h >= 64 else 1), (2 if w >= 64 else 1)
+    p = plane.astype(np.float32)
+    a, b, c = p[0:h - 2:ys], p[1:h - 1:ys], p[2:h:ys]
+    r = ((a[:, :-2] + a[:, 2:] + c[:, :-2] + c[:, 2:])
+         - np.float32(2) * (a[:, 1:-1] + c[:, 1:-1] + b[:, :-2] + b[:, 2:])
+         + np.float32(4) * b[:, 1:-1])[:, ::xs]
+    v = np.abs(r) / np.float32(6)
+    bins, top = 2048, np.float32(0.25)
+    idx = np.where(v >= top, bins - 1, (v * np.float32(bins / 0.25)).astype(np.int64))
+    hist = np.bincount(idx.ravel(), minlength=bins)
+    half = (idx.size + 1) // 2
+    cum = np.cumsum(hist)
+    k = int(np.searchsorted(cum, half))  # first bin where the running count reaches half
+    seen = int(cum[k - 1]) if k else 0
+    within = (half - seen) / hist[k] if hist[k] else 0.5
+    return (k + within) * (0.25 / bins) / 0.6745
+
+
 def torch_denoise(net, gray, multiple):
     """aedenoise's computation on a GRAY8 frame, in PyTorch: edge-replicated
-    padding to the size multiple, then Y + 255 (net(Y) - Y) rounded."""
+    padding to the size multiple, then Y + 255 (net(Y) - Y) rounded; a
+    noise-conditioned network is told the measured noise."""
     import torch
+    net.set_noise(measured_noise(gray.astype(np.float32) * np.float32(1 / 255)))
     h, w = gray.shape
     padded = np.pad(gray, ((0, -h % multiple), (0, -w % multiple)), mode="edge")
     x = padded.astype(np.float32) * np.float32(1 / 255)
