@@ -6,6 +6,7 @@
  * One "ok"/"not ok" line per check; the exit status reflects failures.
  * Optional arguments select tests by name. */
 #include "check.h"
+#include "nn.h" /* to set a noise layer's gain */
 #include "element_test.h"
 
 #include <ae.h>
@@ -60,18 +61,6 @@ smooth_image (guint8 *dst, gint w, gint h)
   for (gint y = 0; y < h; y++)
     for (gint x = 0; x < w; x++)
       dst[y * w + x] = to_byte (128 + 60.0 * (x - w / 2.0) / w + 25 * sin (x * 0.3 + y * 0.2));
-}
-
-/* The smooth image with a fine checkerboard of +-30 levels on top: detail
- * a denoiser must keep, and can only tell from noise when it knows how
- * strong the noise is. */
-static void
-textured_image (guint8 *dst, gint w, gint h)
-{
-  smooth_image (dst, w, h);
-  for (gint y = 0; y < h; y++)
-    for (gint x = 0; x < w; x++)
-      dst[y * w + x] = to_byte (dst[y * w + x] + ((x + y) % 2 ? 30 : -30));
 }
 
 static void
@@ -926,39 +915,17 @@ test_preset (void)
   g_rand_free (rng);
 }
 
-/* A model with a noise layer, trained on clean textured crops with
- * injected noise of sigma 0-50 levels. */
+/* An untrained model whose noise layer has a large gain (lib/nn.h's
+ * layout), so that the level it is told moves its output a long way. */
 static ae_model *
-train_conditioned (void)
+conditioned_model (void)
 {
-  const gint count = 48, side = 16;
-  gsize n = (gsize) side * side;
-  guint8 img[32 * 32];
-  float *x = g_new (float, count * n);
-  GRand *rng = g_rand_new_with_seed (8);
-  textured_image (img, 2 * side, 2 * side);
-  for (gint i = 0; i < count; i++) {
-    gint ox = g_rand_int_range (rng, 0, side), oy = g_rand_int_range (rng, 0, side);
-    for (gint y = 0; y < side; y++)
-      for (gint xx = 0; xx < side; xx++)
-        x[i * n + y * side + xx] = img[(oy + y) * 2 * side + ox + xx] / 255.0f;
-  }
   ae_error err;
-  ae_model *m = ae_model_new ("conv:8:3:1:1,noise:lrelu,conv:8:3:1:1:lrelu,conv:1:3:1:1:sigmoid", 1, side, side,
-                              3, &err);
-  ae_train_opts o;
-  ae_train_opts_init (&o);
-  o.epochs = 200;
-  o.batch = 8;
-  o.lr = 3e-3f;
-  o.val_split = 0;
-  o.noise_min = 0.0f;
-  o.noise_max = 50.0f / 255.0f;
-  ae_train_result r;
-  ae_status st = ae_train (m, &(ae_dataset) { x, NULL, count, 1, side, side }, &o, &r, &err);
-  CHECK (st == AE_OK, "train a noise-conditioned denoiser (loss %.4f)", r.final_train_loss);
-  g_rand_free (rng);
-  g_free (x);
+  ae_model *m = ae_model_new ("conv:8:3:1:1,noise:lrelu,conv:1:3:1:1:sigmoid", 1, 16, 16, 3, &err);
+  CHECK (m != NULL, "noise-conditioned model: %s", m ? "ok" : err.message);
+  const ae_layer *noise = &m->layers[1];
+  for (size_t i = 0; i < noise->w_n; i++)
+    m->params[noise->w_off + i] = (i % 2 ? 10.0f : -10.0f);
   return m;
 }
 
@@ -974,7 +941,7 @@ test_noise_conditioned (void)
   GRand *rng = g_rand_new_with_seed (13);
   smooth_image (clean, w, h);
   add_noise (clean, noisy, n, 20, rng);
-  ae_model *m = train_conditioned ();
+  ae_model *m = conditioned_model ();
   gchar *path = save_model (m, "conditioned.aem");
   GstBus *bus;
   GstHarness *hn = harness_new (&bus, path, "GRAY8", w, h);
@@ -988,9 +955,9 @@ test_noise_conditioned (void)
   CHECK (out && max_abs_diff (out, ref, n) <= 1,
          "the output is the model's told the measured noise (max diff %d)",
          out ? max_abs_diff (out, ref, n) : -1);
-  /* Beyond the tolerance above: an element that did not tell the model
-   * would fail that check. */
-  CHECK (max_abs_diff (ref, untold, n) > 1, "the level matters: %d levels from the output at 0",
+  /* Far beyond the tolerance above: an element that did not tell the
+   * model would fail that check. */
+  CHECK (max_abs_diff (ref, untold, n) > 10, "the level matters: %d levels from the output at 0",
          max_abs_diff (ref, untold, n));
   g_free (out);
   g_free (ref);
