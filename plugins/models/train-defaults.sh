@@ -59,7 +59,7 @@ fi
 # denoise-quality.aem (preset=quality): 32 channels, twice as deep, ~7x the work.
 if [ "$which" = all ] || [ "$which" = denoise-quality ]; then
   train_denoiser denoise-quality.aem \
-    "conv:32:4:2:1,noise:lrelu,conv:32:3:1:1:lrelu,conv:32:3:1:1:lrelu,conv:32:3:1:1:lrelu,conv:32:3:1:1:lrelu,conv:4:3:1:1:sigmoid,shuffle:2" 80
+    "conv:32:4:2:1,noise:lrelu,conv:32:3:1:1:lrelu,conv:32:3:1:1:lrelu,conv:32:3:1:1:lrelu,conv:32:3:1:1:lrelu,conv:4:3:1:1:sigmoid,shuffle:2" 60
 fi
 
 # encode-default.aem: conv AE with a 32-value latent on the 60,000 Fashion-MNIST
