@@ -299,33 +299,52 @@ gst_ae_frame_write_luma_rows (GstVideoFrame *frame, const float *old_luma,
   }
 }
 
+/* Pixel (x, y) as RGB in [0, 1]: RGB formats directly, YUV by BT.601
+ * limited range (as videoconvert assumes for SD), chroma by replication. */
+static inline void
+pixel_rgb (const GstVideoFrame *frame, int x, int y, float rgb[3])
+{
+  const float k = 1.0f / 255.0f;
+  float c0 = *comp_pixel (frame, 0, x, y), c1 = *comp_pixel (frame, 1, x, y);
+  float c2 = *comp_pixel (frame, 2, x, y), r = c0, g = c1, b = c2;
+  if (!is_rgb (frame)) {
+    float yy = 1.164f * (c0 - 16.0f), u = c1 - 128.0f, v = c2 - 128.0f;
+    r = yy + 1.596f * v;
+    g = yy - 0.392f * u - 0.813f * v;
+    b = yy + 2.017f * u;
+  }
+  rgb[0] = fminf (fmaxf (r * k, 0.0f), 1.0f);
+  rgb[1] = fminf (fmaxf (g * k, 0.0f), 1.0f);
+  rgb[2] = fminf (fmaxf (b * k, 0.0f), 1.0f);
+}
+
+/* Pixel (x, y)'s luma in [0, 1], as gst_ae_frame_read_luma_rows computes it. */
+static inline float
+pixel_luma (const GstVideoFrame *frame, int x, int y)
+{
+  const float k = 1.0f / 255.0f;
+  if (!is_rgb (frame))
+    return *comp_pixel (frame, 0, x, y) * k;
+  return (BT601_R * *comp_pixel (frame, 0, x, y) + BT601_G * *comp_pixel (frame, 1, x, y)
+          + BT601_B * *comp_pixel (frame, 2, x, y)) * k;
+}
+
+/* Pixel (x, y) as `channels` values (1: luma; 3: RGB, gray replicated). */
+static inline void
+pixel_values (const GstVideoFrame *frame, int channels, int x, int y, float v[3])
+{
+  if (channels == 3 && !GST_VIDEO_INFO_IS_GRAY (&frame->info)) {
+    pixel_rgb (frame, x, y, v);
+    return;
+  }
+  v[0] = v[1] = v[2] = pixel_luma (frame, x, y);
+}
+
 void
 gst_ae_frame_read_rgb (const GstVideoFrame *frame, float *dst)
 {
-  int w = GST_VIDEO_FRAME_WIDTH (frame), h = GST_VIDEO_FRAME_HEIGHT (frame);
-  size_t plane = (size_t) w * h;
-  const float k = 1.0f / 255.0f;
-  if (GST_VIDEO_INFO_IS_GRAY (&frame->info)) {
-    gst_ae_frame_read_luma (frame, dst);
-    memcpy (dst + plane, dst, plane * sizeof (float));
-    memcpy (dst + 2 * plane, dst, plane * sizeof (float));
-    return;
-  }
-  for (int y = 0; y < h; y++)
-    for (int x = 0; x < w; x++) {
-      float c0 = *comp_pixel (frame, 0, x, y), c1 = *comp_pixel (frame, 1, x, y);
-      float c2 = *comp_pixel (frame, 2, x, y), r = c0, g = c1, b = c2;
-      if (!is_rgb (frame)) { /* BT.601 limited range, as videoconvert assumes for SD */
-        float yy = 1.164f * (c0 - 16.0f), u = c1 - 128.0f, v = c2 - 128.0f;
-        r = yy + 1.596f * v;
-        g = yy - 0.392f * u - 0.813f * v;
-        b = yy + 2.017f * u;
-      }
-      size_t i = (size_t) y * w + x;
-      dst[i] = fminf (fmaxf (r * k, 0.0f), 1.0f);
-      dst[plane + i] = fminf (fmaxf (g * k, 0.0f), 1.0f);
-      dst[2 * plane + i] = fminf (fmaxf (b * k, 0.0f), 1.0f);
-    }
+  GstVideoRectangle all = { 0, 0, GST_VIDEO_FRAME_WIDTH (frame), GST_VIDEO_FRAME_HEIGHT (frame) };
+  gst_ae_frame_read_roi (frame, 3, &all, dst, all.w, all.h);
 }
 
 void
@@ -335,6 +354,27 @@ gst_ae_frame_read (const GstVideoFrame *frame, int channels, float *dst)
     gst_ae_frame_read_rgb (frame, dst);
   else
     gst_ae_frame_read_luma (frame, dst);
+}
+
+void
+gst_ae_frame_read_roi (const GstVideoFrame *frame, int channels, const GstVideoRectangle *roi,
+                       float *dst, gint dw, gint dh)
+{
+  gsize plane = (gsize) dw * dh;
+  for (gint y = 0; y < dh; y++) {
+    gint sy = roi->y + MIN (y, roi->h - 1);
+    for (gint x = 0; x < dw; x++) {
+      float v[3];
+      gsize i = (gsize) y * dw + x;
+      if (x < roi->w)
+        pixel_values (frame, channels, roi->x + x, sy, v);
+      else /* padding: the row's last value */
+        for (gint c = 0; c < channels; c++)
+          v[c] = dst[c * plane + i - 1];
+      for (gint c = 0; c < channels; c++)
+        dst[c * plane + i] = v[c];
+    }
+  }
 }
 
 /* ---- Resampling --------------------------------------------------------------------------- */
@@ -380,23 +420,6 @@ bilinear (const float *src, int sw, int sh, float *dst, int dw, int dh)
 }
 
 void
-gst_ae_crop_pad (const float *src, gint fw, gint fh, gint channels, const GstVideoRectangle *roi,
-                 float *dst, gint dw, gint dh)
-{
-  for (gint c = 0; c < channels; c++) {
-    const float *plane = src + (gsize) c * fw * fh;
-    float *out = dst + (gsize) c * dw * dh;
-    for (gint y = 0; y < dh; y++) {
-      const float *row = plane + (gsize) (roi->y + MIN (y, roi->h - 1)) * fw + roi->x;
-      float *o = out + (gsize) y * dw;
-      memcpy (o, row, (gsize) roi->w * sizeof (float));
-      for (gint x = roi->w; x < dw; x++)
-        o[x] = row[roi->w - 1];
-    }
-  }
-}
-
-void
 gst_ae_resample (const float *src, int sw, int sh, float *dst, int dw, int dh, int channels)
 {
   for (int c = 0; c < channels; c++) {
@@ -409,6 +432,19 @@ gst_ae_resample (const float *src, int sw, int sh, float *dst, int dw, int dh, i
     else
       bilinear (s, sw, sh, d, dw, dh);
   }
+}
+
+void
+gst_ae_frame_read_network_input (const GstVideoFrame *frame, int channels,
+                                 const GstVideoRectangle *roi, float *crop, float *input, gint aw,
+                                 gint ah)
+{
+  if (!crop) {
+    gst_ae_frame_read_roi (frame, channels, roi, input, aw, ah);
+    return;
+  }
+  gst_ae_frame_read_roi (frame, channels, roi, crop, roi->w, roi->h);
+  gst_ae_resample (crop, roi->w, roi->h, input, aw, ah, channels);
 }
 
 /* ---- Properties ----------------------------------------------------------------------- */

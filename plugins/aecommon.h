@@ -78,15 +78,23 @@ void gst_ae_frame_write_luma_rows (GstVideoFrame *frame, const float *old_luma,
 void gst_ae_frame_read_rgb (const GstVideoFrame *frame, float *dst);
 /* Reads `channels` (1: luma, 3: RGB) planes. */
 void gst_ae_frame_read (const GstVideoFrame *frame, int channels, float *dst);
-
-/* Copies rectangle `roi` of `channels` fw x fh planes into dw x dh planes
- * (dw >= roi->w, dh >= roi->h), replicating its last row and column into
- * the padding. */
-void gst_ae_crop_pad (const float *src, gint fw, gint fh, gint channels,
-                      const GstVideoRectangle *roi, float *dst, gint dw, gint dh);
+/* Reads rectangle `roi` of the frame as `channels` (1: luma, 3: RGB) dw x dh
+ * planes (dw >= roi->w, dh >= roi->h), replicating its last row and column
+ * into the padding: gst_ae_frame_read then gst_ae_crop_pad without
+ * converting the pixels outside the rectangle. */
+void gst_ae_frame_read_roi (const GstVideoFrame *frame, int channels, const GstVideoRectangle *roi,
+                            float *dst, gint dw, gint dh);
 
 /* Area-average (down) or bilinear (up) resampling of `channels` planes. */
 void gst_ae_resample (const float *src, int sw, int sh, float *dst, int dw, int dh, int channels);
+
+/* A model's input from rectangle `roi` of the frame: read straight into
+ * the aw x ah `input` planes (padded by replication), or, with a `crop`
+ * buffer of roi->w x roi->h planes, read there and resampled to aw x ah
+ * (fixed-size models). */
+void gst_ae_frame_read_network_input (const GstVideoFrame *frame, int channels,
+                                      const GstVideoRectangle *roi, float *crop, float *input,
+                                      gint aw, gint ah);
 
 /* Worker threads for frame stripes: `requested`, or one per core (at most
  * `max`) for 0. With several, OpenBLAS goes to one thread (process-wide: it

@@ -166,7 +166,6 @@ typedef struct
 /* Work buffers for one shape: allocated on caps or model changes only. */
 typedef struct
 {
-  float *frame;   /* channels x fw x fh */
   float *crop;    /* channels x rw x rh (resampling only) */
   float *input;   /* channels x aw x ah */
   float *map_a;   /* aw x ah, the raw map at the network's size */
@@ -396,7 +395,6 @@ shape_for_learning (gint rw, gint rh, GstAeShape *s)
 static void
 buffers_free (GstAeBuffers *b)
 {
-  g_free (b->frame);
   g_free (b->crop);
   g_free (b->input);
   g_free (b->map_a);
@@ -413,9 +411,8 @@ buffers_free (GstAeBuffers *b)
 static void
 buffers_alloc (GstAeBuffers *b, const GstAeShape *s)
 {
-  gsize frame = (gsize) s->fw * s->fh, roi = (gsize) s->roi.w * s->roi.h;
+  gsize roi = (gsize) s->roi.w * s->roi.h;
   gsize net = (gsize) s->aw * s->ah;
-  b->frame = g_new (float, s->channels * frame);
   b->crop = s->resample ? g_new (float, s->channels * roi) : NULL;
   b->input = g_new (float, s->channels * net);
   b->map_a = g_new (float, net);
@@ -581,26 +578,13 @@ swap_model (GstAeAnomaly *self)
 
 /* ---- Analysis ------------------------------------------------------------------------------ */
 
-/* The roi of the frame's planes into dw x dh network-sized planes. */
-static void
-crop_pad (const float *src, const GstAeShape *s, float *dst, gint dw, gint dh)
-{
-  gst_ae_crop_pad (src, s->fw, s->fh, s->channels, &s->roi, dst, dw, dh);
-}
-
 /* The network input for a frame, in buf.input. */
 static void
 read_input (GstAeAnomaly *self, const GstVideoFrame *frame)
 {
   const GstAeShape *s = &self->shape;
-  GstAeBuffers *b = &self->buf;
-  gst_ae_frame_read (frame, s->channels, b->frame);
-  if (!s->resample) {
-    crop_pad (b->frame, s, b->input, s->aw, s->ah);
-    return;
-  }
-  crop_pad (b->frame, s, b->crop, s->roi.w, s->roi.h);
-  gst_ae_resample (b->crop, s->roi.w, s->roi.h, b->input, s->aw, s->ah, s->channels);
+  gst_ae_frame_read_network_input (frame, s->channels, &s->roi, self->buf.crop, self->buf.input,
+                                   s->aw, s->ah);
 }
 
 /* How a map becomes a score: the model's settings, or the properties. */

@@ -98,7 +98,6 @@ struct _GstAeEncode
   GstVideoInfo info;
   GstAeEncodeShape shape;
   ae_session *session;
-  float *frame; /* channels x fw x fh */
   float *crop;  /* channels x roi (resampling only) */
   float *input; /* channels x aw x ah */
 };
@@ -273,7 +272,6 @@ release_work (GstAeEncode *self)
 {
   ae_session_free (self->session);
   self->session = NULL;
-  g_clear_pointer (&self->frame, g_free);
   g_clear_pointer (&self->crop, g_free);
   g_clear_pointer (&self->input, g_free);
 }
@@ -375,7 +373,6 @@ gst_ae_encode_configure (GstAeEncode *self)
     return FALSE;
   }
   self->shape = s;
-  self->frame = g_new (float, (gsize) s.channels * s.fw * s.fh);
   self->crop = s.resample ? g_new (float, (gsize) s.channels * s.roi.w * s.roi.h) : NULL;
   self->input = g_new (float, (gsize) s.channels * s.aw * s.ah);
   GST_DEBUG_OBJECT (self, "frames %dx%d, roi %d,%d,%d,%d, network %dx%dx%d%s, D = %" G_GSIZE_FORMAT,
@@ -402,24 +399,12 @@ swap_model (GstAeEncode *self)
 
 /* ---- Frames ------------------------------------------------------------------------ */
 
-/* The roi of the frame's planes into dw x dh network-sized planes. */
-static void
-crop_pad (const float *src, const GstAeEncodeShape *s, float *dst, gint dw, gint dh)
-{
-  gst_ae_crop_pad (src, s->fw, s->fh, s->channels, &s->roi, dst, dw, dh);
-}
-
 static const float *
 encode_frame (GstAeEncode *self, const GstVideoFrame *frame)
 {
   const GstAeEncodeShape *s = &self->shape;
-  gst_ae_frame_read (frame, s->channels, self->frame);
-  if (s->resample) {
-    crop_pad (self->frame, s, self->crop, s->roi.w, s->roi.h);
-    gst_ae_resample (self->crop, s->roi.w, s->roi.h, self->input, s->aw, s->ah, s->channels);
-  } else {
-    crop_pad (self->frame, s, self->input, s->aw, s->ah);
-  }
+  gst_ae_frame_read_network_input (frame, s->channels, &s->roi, self->crop, self->input, s->aw,
+                                   s->ah);
   return ae_session_encode (self->session, self->input);
 }
 
