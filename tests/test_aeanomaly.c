@@ -1134,8 +1134,9 @@ test_bad_start (void)
 
 /* ---- Latent scores --------------------------------------------------------------------- */
 
-/* A copy of the model at `src` with a Gaussian of `count` fresh textures'
- * latents and the given frame scoring, saved as `name`. */
+/* A copy of the model at `src` with the given frame scoring, saved as
+ * `name`: for the Gaussian's scores fitted on `count` fresh textures'
+ * latents, for elbo (a VAE) with 4 posterior samples. */
 static gchar *
 scored_copy (const gchar *src, const char *name, ae_score_kind kind, double threshold)
 {
@@ -1146,10 +1147,12 @@ scored_copy (const gchar *src, const char *name, ae_score_kind kind, double thre
   float *x = texture_set (h, w, count, 17);
   ae_error err = { AE_OK, "" };
   ae_dataset d = { x, NULL, count, 1, h, w };
-  ae_frame_scoring fs = { kind, 0.002, 0.001, 10.0, 5.0 };
-  CHECK (ae_latent_fit (m, &d, NULL, count, 0.01, &err) == AE_OK
-         && ae_model_set_frame_scoring (m, &fs, &err) == AE_OK, "%s: latent Gaussian fitted (%s)",
-         name, err.message);
+  ae_frame_scoring fs = { .kind = kind, .recon_mean = 0.002, .recon_std = 0.001,
+                         .mahal_mean = 10.0, .mahal_std = 5.0, .elbo_samples = 4,
+                         .elbo_seed = 2, .elbo_beta = 1.0 };
+  CHECK ((kind == AE_SCORE_ELBO || ae_latent_fit (m, &d, NULL, count, 0.01, &err) == AE_OK)
+         && ae_model_set_frame_scoring (m, &fs, &err) == AE_OK, "%s: %s score set (%s)", name,
+         ae_score_kind_name (kind), err.message);
   ae_model_set_float (m, "anomaly.map_threshold", 0.004);
   gchar *path = save_anomaly_model (m, name, "mean-mse", threshold);
   g_free (x);
@@ -1157,18 +1160,38 @@ scored_copy (const gchar *src, const char *name, ae_score_kind kind, double thre
   return path;
 }
 
+/* The elbo score from libae's parts: the mean of the map over the
+ * posterior samples, plus the weighted KL. */
+static double
+reference_elbo_score (const ae_model *m, const ae_frame_scoring *fs, const float *x, gsize n)
+{
+  float *map = g_new (float, n), *scratch = g_new (float, n);
+  ae_elbo *e = ae_elbo_new_for (m, fs, NULL);
+  double kl = ae_elbo_map (e, AE_LOSS_MSE, 7, x, map);
+  double score = ae_frame_score (fs, ae_score_top_mean (map, n, 1.0f, scratch), kl);
+  ae_elbo_free (e);
+  g_free (scratch);
+  g_free (map);
+  return score;
+}
+
 /* The frame score from libae's parts, as ae-train calibrates it. */
 static double
 reference_latent_score (const ae_model *m, const guint8 *luma, gint w, gint h)
 {
   gsize n = (gsize) w * h;
-  float *x = g_new (float, n), *scratch = g_new (float, ae_model_latent_gaussian (m));
+  float *x = g_new (float, n), *scratch = g_new (float, MAX (ae_model_latent_gaussian (m), 1));
   ae_session *s = ae_session_new (m, 1, h, w, NULL);
   ae_frame_scoring fs;
   ae_model_frame_scoring (m, &fs, NULL);
   to_float (luma, x, n);
-  double d = ae_latent_mahalanobis (m, ae_session_encode (s, x), scratch);
-  double score = ae_frame_score (&fs, reference_score (m, luma, w, h, AE_LOSS_MSE), d);
+  double score;
+  if (fs.kind == AE_SCORE_ELBO) {
+    score = reference_elbo_score (m, &fs, x, n);
+  } else {
+    double d = ae_latent_mahalanobis (m, ae_session_encode (s, x), scratch);
+    score = ae_frame_score (&fs, reference_score (m, luma, w, h, AE_LOSS_MSE), d);
+  }
   ae_session_free (s);
   g_free (scratch);
   g_free (x);
@@ -1217,8 +1240,11 @@ test_latent_score (void)
 {
   gchar *mahal = scored_copy (dense_path, "mahal.aem", AE_SCORE_MAHALANOBIS, 50.0);
   gchar *combined = scored_copy (dense_path, "combined.aem", AE_SCORE_COMBINED, 5.0);
+  gchar *elbo = scored_copy (vae_path, "elbo.aem", AE_SCORE_ELBO, 0.05);
   check_latent_model (mahal, "mahalanobis");
   check_latent_model (combined, "combined");
+  check_latent_model (elbo, "elbo");
+  check_fixed_size_model (elbo, "VAE with the elbo score");
   /* A fully convolutional model's latent grows with the frame: a latent
    * score only runs at the trained size. */
   gchar *fc = scored_copy (model_path, "fconv-mahal.aem", AE_SCORE_MAHALANOBIS, 50.0);
@@ -1245,6 +1271,7 @@ test_latent_score (void)
   g_free (fc);
   g_free (combined);
   g_free (mahal);
+  g_free (elbo);
 }
 
 /* New caps mid-stream: everything is rebuilt for the new size. */

@@ -30,12 +30,17 @@ PUBLISHED = [("GEOM", 93.5), ("RAW-OC-SVM", 92.8), ("CAE-OC-SVM", 91.7), ("Deep 
 # -mahalanobis and -combined variants train the same model (same seed) and
 # score frames by the latent's Mahalanobis distance to the Gaussian of the
 # training latents, alone or added to the reconstruction error, each
-# standardised on the held-out normal frames (ae-train --score).
+# standardised on the held-out normal frames (ae-train --score). The vae
+# preset is the conv one with a sample layer (latent 32, KL weight 1);
+# vae-elbo scores the same model by its negative ELBO (the error averaged
+# over 8 posterior samples plus the KL term, ae-train --score elbo).
 METHODS = {"conv": ["--arch", "conv", "--latent", "32"],
            "pca": ["--arch", "pca", "--latent", "32"]}
 for _base in ("conv", "pca"):
     for _score in ("mahalanobis", "combined"):
         METHODS[f"{_base}-{_score}"] = METHODS[_base] + ["--score", _score]
+METHODS["vae"] = ["--arch", "vae", "--latent", "32"]
+METHODS["vae-elbo"] = METHODS["vae"] + ["--score", "elbo"]
 COL = 17  # column width: the longest method name
 
 

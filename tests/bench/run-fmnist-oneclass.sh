@@ -3,7 +3,8 @@
 # (docs/benchmarks.md). Usage:
 #   tests/bench/run-fmnist-oneclass.sh [BUILD_DIR] [--classes 0,1] [--methods conv,pca,...]
 #                                      [--epochs N] [--torch-epochs N] [--no-torch]
-# Methods: conv, pca, and each with -mahalanobis or -combined (ae-train --score).
+# Methods: conv, pca, and each with -mahalanobis or -combined (ae-train --score);
+# vae, and vae-elbo (--score elbo).
 # Needs: dataset-fashion-mnist, python3-numpy (tools/setup.sh), python3-torch
 # for the PyTorch anchor (tools/setup.sh --bench), and a build.
 set -euo pipefail
