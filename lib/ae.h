@@ -405,6 +405,22 @@ ae_status ae_model_set_frame_scoring (ae_model *model, const ae_frame_scoring *f
  * (ae_elbo_map); ignored for AE_SCORE_RECON. */
 double ae_frame_score (const ae_frame_scoring *fs, double recon, double latent);
 
+/* ---- Per-pixel standardised maps ------------------------------------------------ */
+
+/* The mean anomaly map of normal frames (height x width, the build size),
+ * stored in the model (saved as the tensor map.mean): ae_map_normalise then
+ * divides a frame's map by it, so each pixel's error counts in units of
+ * that pixel's normal error — for squared-error maps the standardised
+ * residual r^2 / E[r^2], where pixels that are always hard to reconstruct
+ * no longer dominate. Values under 1e-3 of the map's mean are raised to it.
+ * Fails for another size, negative or non-finite values, or an all-zero map. */
+ae_status ae_model_set_map_mean (ae_model *model, const float *mean, int height, int width,
+                                 ae_error *err);
+int ae_model_has_map_mean (const ae_model *model);
+/* map[p] /= mean[p] for a height x width map; AE_E_ARG without a mean map,
+ * AE_E_SHAPE at a size other than the build size. Never allocates. */
+ae_status ae_map_normalise (const ae_model *model, float *map, int height, int width);
+
 /* ---- VAEs: the negative ELBO (An & Cho's reconstruction probability) ----------- */
 
 /* A scorer for VAEs (models with a sample layer, none of whose later layers

@@ -75,6 +75,9 @@ struct ae_model {
    * Saved as the tensors latent.mean [k] and latent.whiten [k, k]. */
   int latent_k;
   float *latent_mean, *latent_whiten;
+  /* Mean anomaly map of normal frames at the build size (ae_model_set_map_mean);
+   * NULL: none. Saved as the tensor map.mean [H, W], after the latent ones. */
+  float *map_mean;
 };
 
 /* spec.c */
@@ -98,6 +101,13 @@ void ae_latent_clear (ae_model *m);
  * the model's latent size, finite values). */
 ae_status ae_latent_adopt (ae_model *m, const aem_tensor *mean, const aem_tensor *whiten,
                            ae_error *err);
+
+/* map_norm.c: the mean map's tensor in a model file. */
+#define AE_MAP_MEAN_TENSOR "map.mean"
+void ae_map_mean_clear (ae_model *m);
+/* Adopts the tensor read from a file (validated: name, build-size shape,
+ * finite values > 0). */
+ae_status ae_map_mean_adopt (ae_model *m, const aem_tensor *t, ae_error *err);
 
 /* elbo.c: whether ae_elbo_new can score this model (AE_E_ARG with the reason if not). */
 ae_status ae_elbo_check_model (const ae_model *m, ae_error *err);

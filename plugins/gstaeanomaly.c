@@ -533,6 +533,12 @@ gst_ae_anomaly_check_model (GstElement *element, const ae_model *m, GError **err
                  ae_score_kind_name (fs.kind), w, h, s.aw, s.ah);
     return FALSE;
   }
+  if (ae_model_has_map_mean (m) && (s.aw != w || s.ah != h)) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model's per-pixel mean map (map.mean) is for the trained size %dx%d, not "
+                 "%dx%d", w, h, s.aw, s.ah);
+    return FALSE;
+  }
   return TRUE;
 }
 
@@ -615,6 +621,7 @@ typedef struct
   gint window;
   float top_fraction;
   gint smooth_radius;
+  const ae_model *map_norm; /* its mean map divides the raw map (ae_map_normalise); NULL: none */
 } GstAeScoring;
 
 /* From the raw map at the network's size in b->map_a: the map over the roi
@@ -625,6 +632,8 @@ static void
 score_map (const GstAeShape *s, const GstAeScoring *sc, GstAeBuffers *b, gdouble *score)
 {
   gint rw = s->roi.w, rh = s->roi.h;
+  if (sc->map_norm)
+    ae_map_normalise (sc->map_norm, b->map_a, s->aw, s->ah); /* the build size: checked */
   if (s->resample) {
     ae_map_smooth (b->map_a, b->smooth_a, s->aw, s->ah, sc->smooth_radius, b->tmp);
     *score = ae_map_score (b->map_a, b->smooth_a, (size_t) s->aw * s->ah, sc->top_fraction,
@@ -741,7 +750,9 @@ analyse_frame (GstAeAnomaly *self, const GstVideoFrame *frame, const GstAeSettin
 {
   GstAeBuffers *b = &self->buf;
   GstAeResult *res = &self->result;
-  GstAeScoring sc = { self->loss, self->ssim_window, set->top_fraction, set->smooth_radius };
+  const ae_model *m = self->slot.active;
+  GstAeScoring sc = { self->loss, self->ssim_window, set->top_fraction, set->smooth_radius,
+                      ae_model_has_map_mean (m) ? m : NULL };
   read_input (self, frame);
   if (self->elbo ? !score_elbo (self, &sc, &res->score)
                  : !score_input (&self->shape, &sc, b->input,
@@ -1213,6 +1224,15 @@ gst_ae_anomaly_configure (GstAeAnomaly *self, const GstVideoInfo *info)
     start_encoder (self, m, &s, &err);
   else if (self->stripes && self->scoring.kind == AE_SCORE_ELBO)
     start_elbo (self, m, &s, &err);
+  if (self->stripes && ae_model_has_map_mean (m)) {
+    int c, h, w;
+    ae_model_input_shape (m, &c, &h, &w);
+    if (s.aw != w || s.ah != h) {
+      g_snprintf (err.message, sizeof err.message, "the model's per-pixel mean map is for the "
+                  "trained size %dx%d, not %dx%d", w, h, s.aw, s.ah);
+      free_runners (self);
+    }
+  }
   if (!self->stripes) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
                        ("The model cannot run on %dx%d frames: %s", s.roi.w, s.roi.h,

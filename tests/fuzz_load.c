@@ -11,9 +11,10 @@
  * latent Gaussian and the frame score settings) and checks the distance of
  * a zero latent under whatever loaded: finite, not negative; a model with
  * an elbo score (frames of at most 4096 values) must build its scorer and
- * map a grey frame. Seed it with small models, e.g. from `ae-train --task
+ * map a grey frame; a mean map (map.mean) must divide a map of the build
+ * size. Seed it with small models, e.g. from `ae-train --task
  * anomaly --arch pca --latent 2 --size 8x8 --score combined` and `--arch
- * vae --latent 2 --size 8x8 --score elbo`.
+ * vae --latent 2 --size 8x8 --score elbo` and `--pixel-norm`.
  *
  * A CRC mismatch stops almost every mutated input at the door, so by
  * default the harness rewrites the last four bytes with the right CRC and
@@ -89,6 +90,16 @@ load_model (const unsigned char *buf, size_t size)
   }
   if (fs.kind == AE_SCORE_ELBO)
     elbo_score (m, &fs);
+  int c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  if (ae_model_has_map_mean (m) && h * w <= 4096) {
+    float *map = malloc ((size_t) h * w * sizeof *map);
+    for (int i = 0; map && i < h * w; i++)
+      map[i] = 1.0f;
+    if (!map || ae_map_normalise (m, map, h, w) != AE_OK)
+      abort (); /* the loader accepted a mean map that does not apply */
+    free (map);
+  }
   ae_model_free (m);
 }
 #endif

@@ -470,6 +470,36 @@ test_elbo_refusals (void)
   ae_model_free (plain);
 }
 
+/* ---- Per-pixel standardised maps (lib/map_norm.c) -------------------------------------- */
+
+static void
+test_map_mean (void)
+{
+  ae_model *m = identity_model ();
+  ae_error err = { AE_OK, "" };
+  float mean[D] = { 0.5f, 0.25f, 0.0f, 0.25f }, map[D] = { 1.0f, 1.0f, 1.0f, 1.0f };
+  CHECK (!ae_model_has_map_mean (m) && ae_map_normalise (m, map, 2, 2) == AE_E_ARG,
+         "no mean map: nothing to divide by");
+  CHECK (ae_model_set_map_mean (m, mean, 1, 4, &err) == AE_E_SHAPE, "another size: %s",
+         err.message);
+  float bad[D] = { 0.5f, -0.1f, 0.0f, 0.2f };
+  CHECK (ae_model_set_map_mean (m, bad, 2, 2, &err) == AE_E_ARG, "a negative value: %s",
+         err.message);
+  bad[1] = NAN;
+  CHECK (ae_model_set_map_mean (m, bad, 2, 2, &err) == AE_E_ARG, "NaN: %s", err.message);
+  float zero[D] = { 0 };
+  CHECK (ae_model_set_map_mean (m, zero, 2, 2, &err) == AE_E_ARG, "all zero: %s", err.message);
+  CHECK (ae_model_set_map_mean (m, mean, 2, 2, &err) == AE_OK && ae_model_has_map_mean (m),
+         "mean map set");
+  /* The zero pixel is raised to 1e-3 of the mean value 0.25. */
+  CHECK (ae_map_normalise (m, map, 2, 2) == AE_OK && map[0] == 2.0f && map[1] == 4.0f
+         && fabsf (map[2] - 4000.0f) < 0.01f && map[3] == 4.0f,
+         "map / mean map, the zero pixel floored at 1e-3 of the mean (%g %g %g %g)", map[0],
+         map[1], map[2], map[3]);
+  CHECK (ae_map_normalise (m, map, 4, 1) == AE_E_SHAPE, "normalising another size: refused");
+  ae_model_free (m);
+}
+
 /* ---- Files --------------------------------------------------------------------- */
 
 /* A trained conv model with a combined score, as ae-train writes it. */
@@ -493,6 +523,21 @@ scored_model (void)
   ae_model_set_frame_scoring (m, &fs, NULL);
   free (x);
   return m;
+}
+
+/* Saves the model loaded from path next to it and compares the bytes. */
+static void
+check_writes_back (const ae_model *l, const char *path)
+{
+  char copy[700];
+  snprintf (copy, sizeof copy, "%s.copy", path);
+  size_t n1 = 0, n2 = 0;
+  ae_model_save (l, copy, NULL);
+  void *a = read_all (path, &n1), *b = read_all (copy, &n2);
+  CHECK (a && b && n1 == n2 && memcmp (a, b, n1) == 0, "written back byte for byte");
+  free (a);
+  free (b);
+  unlink (copy);
 }
 
 static void
@@ -519,15 +564,7 @@ test_round_trip (const char *path)
          "same distance after loading (%g)", ae_latent_mahalanobis (l, z, s2));
   CHECK (ae_model_frame_scoring (l, &fs, &err) == AE_OK && fs.kind == AE_SCORE_COMBINED
          && fs.mahal_std == 3.0, "combined settings survive");
-  char copy[700];
-  snprintf (copy, sizeof copy, "%s.copy", path);
-  size_t n1 = 0, n2 = 0;
-  ae_model_save (l, copy, &err);
-  void *a = read_all (path, &n1), *b = read_all (copy, &n2);
-  CHECK (a && b && n1 == n2 && memcmp (a, b, n1) == 0, "written back byte for byte");
-  free (a);
-  free (b);
-  unlink (copy);
+  check_writes_back (l, path);
   ae_model_free (l);
   ae_model_free (m);
 }
@@ -560,6 +597,18 @@ expect_rejected (const char *path, const char *out, edit_fn edit, const char *wh
   ae_meta_free (&meta);
   free (img);
   unlink (out);
+}
+
+typedef struct {
+  edit_fn fn;
+  const char *what;
+} edit_case;
+
+static void
+expect_all_rejected (const char *path, const char *out, const edit_case *cases, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    expect_rejected (path, out, cases[i].fn, cases[i].what);
 }
 
 static void
@@ -672,6 +721,64 @@ nan_mean (ae_meta *meta, aem_tensor *t, size_t *n)
 }
 
 static void
+map_mean_zero (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  t[*n - 1].data[5] = 0.0f;
+}
+
+static void
+map_mean_negative (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  t[*n - 1].data[0] = -0.01f;
+}
+
+static void
+map_mean_nan (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  t[*n - 1].data[63] = NAN;
+}
+
+static void
+map_mean_transposed (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  t[*n - 1].shape[0] = 4;
+  t[*n - 1].shape[1] = 16;
+}
+
+static void
+map_mean_renamed (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  snprintf (t[*n - 1].name, sizeof t[*n - 1].name, "map.var");
+}
+
+/* Rotates the last three tensors: map.mean, latent.mean, latent.whiten. */
+static void
+map_mean_first (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  aem_tensor last = t[*n - 1];
+  t[*n - 1] = t[*n - 2];
+  t[*n - 2] = t[*n - 3];
+  t[*n - 3] = last;
+}
+
+/* Drops latent.whiten: latent.mean alone, then map.mean. */
+static void
+map_mean_twice (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  aem_tensor whiten = t[*n - 2];
+  t[*n - 2] = t[*n - 1];
+  t[*n - 1] = whiten;
+  *n -= 1;
+}
+
+static void
 elbo_on_plain (ae_meta *meta, aem_tensor *t, size_t *n)
 {
   (void) t, (void) n;
@@ -737,6 +844,40 @@ elbo_inf_beta (ae_meta *meta, aem_tensor *t, size_t *n)
   ae_meta_set_float (meta, "anomaly.elbo.beta", INFINITY);
 }
 
+/* The scored model plus a mean map of its build size, saved to path. */
+static void
+test_map_mean_file (const char *path, const char *out)
+{
+  ae_model *m = scored_model ();
+  float mean[64];
+  for (int i = 0; i < 64; i++)
+    mean[i] = 0.01f + 0.001f * (float) i;
+  ae_error err = { AE_OK, "" };
+  CHECK (ae_model_set_map_mean (m, mean, 8, 8, &err) == AE_OK && ae_model_save (m, path, &err)
+         == AE_OK, "model with a Gaussian and a mean map saved (%s)", err.message);
+  ae_model *l = ae_model_load (path, &err);
+  float a[64], b[64];
+  for (int i = 0; i < 64; i++)
+    a[i] = b[i] = 0.5f;
+  CHECK (l && ae_model_has_map_mean (l) && ae_model_latent_gaussian (l) == 6
+         && ae_map_normalise (m, a, 8, 8) == AE_OK && ae_map_normalise (l, b, 8, 8) == AE_OK
+         && memcmp (a, b, sizeof a) == 0, "both survive save and load (%s)", l ? "" : err.message);
+  if (l)
+    check_writes_back (l, path);
+  ae_model_free (l);
+  ae_model_free (m);
+  static const edit_case cases[] = {
+    { map_mean_zero, "a zero in map.mean" },
+    { map_mean_negative, "a negative value in map.mean" },
+    { map_mean_nan, "NaN in map.mean" },
+    { map_mean_transposed, "map.mean of shape [4, 16]" },
+    { map_mean_renamed, "map.mean misnamed" },
+    { map_mean_first, "map.mean before the latent tensors" },
+    { map_mean_twice, "a tensor after map.mean" },
+  };
+  expect_all_rejected (path, out, cases, sizeof cases / sizeof cases[0]);
+}
+
 /* The linear VAE with elbo settings, saved to path; it loads back with them. */
 static void
 test_elbo_file (const char *path, const char *out)
@@ -760,10 +901,7 @@ test_elbo_file (const char *path, const char *out)
   ae_elbo_free (e2);
   ae_model_free (l);
   ae_model_free (m);
-  static const struct {
-    edit_fn fn;
-    const char *what;
-  } cases[] = {
+  static const edit_case cases[] = {
     { elbo_no_beta, "elbo without anomaly.elbo.beta" },
     { elbo_beta_as_int, "anomaly.elbo.beta an integer" },
     { elbo_no_samples, "elbo without anomaly.elbo.samples" },
@@ -773,17 +911,13 @@ test_elbo_file (const char *path, const char *out)
     { elbo_negative_beta, "elbo with a negative beta" },
     { elbo_inf_beta, "elbo with an infinite beta" },
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    expect_rejected (path, out, cases[i].fn, cases[i].what);
+  expect_all_rejected (path, out, cases, sizeof cases / sizeof cases[0]);
 }
 
 static void
 test_rejections (const char *path, const char *out)
 {
-  static const struct {
-    edit_fn fn;
-    const char *what;
-  } cases[] = {
+  static const edit_case cases[] = {
     { drop_whiten, "latent.whiten missing" },
     { drop_both, "combined score without its tensors" },
     { swap_order, "latent tensors in the wrong order" },
@@ -798,8 +932,7 @@ test_rejections (const char *path, const char *out)
     { nan_mean, "NaN combined mean" },
     { elbo_on_plain, "elbo score on a model without a sample layer" },
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    expect_rejected (path, out, cases[i].fn, cases[i].what);
+  expect_all_rejected (path, out, cases, sizeof cases / sizeof cases[0]);
 }
 
 /* A loaded model's frame score can be computed: a finite distance for a
@@ -811,12 +944,15 @@ scores_cleanly (const ae_model *m)
   ae_frame_scoring fs;
   if (ae_model_frame_scoring (m, &fs, NULL) != AE_OK)
     return 0;
+  int c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  float ones[64] = { 1.0f };
+  if (ae_model_has_map_mean (m) && (h * w > 64 || ae_map_normalise (m, ones, h, w) != AE_OK))
+    return 0;
   if (ae_score_kind_uses_gaussian (fs.kind))
     return ae_model_latent_gaussian (m) <= 6 && isfinite (ae_latent_mahalanobis (m, z, s));
   if (fs.kind != AE_SCORE_ELBO)
     return 1;
-  int c, h, w;
-  ae_model_input_shape (m, &c, &h, &w);
   ae_elbo *e = c * h * w == D ? ae_elbo_new_for (m, &fs, NULL) : NULL;
   float map[D];
   int ok = e && ae_elbo_map (e, AE_LOSS_MSE, 0, VAE_X, map) != -1.0;
@@ -871,8 +1007,9 @@ main (void)
   char dir[] = "/tmp/ae-test-latent-XXXXXX";
   if (!mkdtemp (dir))
     return 2;
-  char path[600], out[600], elbo[600];
+  char path[600], out[600], elbo[600], norm[600];
   snprintf (path, sizeof path, "%s/scored.aem", dir);
+  snprintf (norm, sizeof norm, "%s/norm.aem", dir);
   snprintf (elbo, sizeof elbo, "%s/elbo.aem", dir);
   snprintf (out, sizeof out, "%s/edited.aem", dir);
   test_fit ();
@@ -884,10 +1021,14 @@ main (void)
   test_elbo_trained ();
   test_elbo_refusals ();
   test_elbo_file (elbo, out);
+  test_map_mean ();
+  test_map_mean_file (norm, out);
   const char *env = getenv ("AE_TEST_CORRUPTIONS");
   test_corruption (path, env ? atoi (env) : 3000);
   test_corruption (elbo, env ? atoi (env) : 3000);
+  test_corruption (norm, env ? atoi (env) : 3000);
   unlink (path);
+  unlink (norm);
   unlink (elbo);
   rmdir (dir);
   return CHECK_DONE ();

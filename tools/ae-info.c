@@ -117,11 +117,14 @@ print_layers (const ae_model *m)
   }
 }
 
-/* The frame score aeanomaly computes, when it is not the map's alone. */
+/* The map and frame score aeanomaly computes, when they are not the plain
+ * error map and its aggregate. */
 static void
 print_frame_score (const ae_model *m)
 {
   ae_frame_scoring fs;
+  if (ae_model_has_map_mean (m))
+    printf ("anomaly map: divided by the mean map of normal frames (map.mean)\n");
   if (ae_model_frame_scoring (m, &fs, NULL) != AE_OK || fs.kind == AE_SCORE_RECON)
     return;
   printf ("frame score: %s", ae_score_kind_name (fs.kind));

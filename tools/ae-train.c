@@ -48,7 +48,7 @@ typedef struct {
   gint channels, latent, epochs, batch, threads, repeat, smooth, elbo_samples;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate, synthetic_defects, shrinkage;
-  gboolean quiet, flip;
+  gboolean quiet, flip, pixel_norm;
   gchar **rest;
   gchar **meta; /* --meta KEY=VALUE, kept as given */
 
@@ -316,8 +316,8 @@ check_anomaly_options (options *o)
     complain ("--elbo-samples must be 1 to %d, got %d", AE_ELBO_SAMPLES_MAX, o->elbo_samples);
   else if (!(o->shrinkage >= 0 && o->shrinkage <= 1))
     complain ("--latent-shrinkage must be in [0, 1], got %g", o->shrinkage);
-  else if (o->task != TASK_ANOMALY && o->score_s)
-    complain ("--score needs --task anomaly");
+  else if (o->task != TASK_ANOMALY && (o->score_s || o->pixel_norm))
+    complain ("%s needs --task anomaly", o->score_s ? "--score" : "--pixel-norm");
   else if (o->defect_input && o->defect_pipeline)
     complain ("give at most one of --defect-input and --defect-pipeline");
   else if ((o->defect_input && !*o->defect_input) || (o->defect_pipeline && !*o->defect_pipeline))
@@ -405,6 +405,9 @@ parse_options (options *o, int argc, char **argv)
       "each standardised on the validation frames); for a VAE (--arch vae) elbo (the negative "
       "ELBO: the error map averaged over posterior samples plus the KL term), default recon",
       "KIND" },
+    { "pixel-norm", 0, 0, G_OPTION_ARG_NONE, &o->pixel_norm,
+      "Divide the anomaly map by each pixel's mean on the held-out normal frames (a per-pixel "
+      "standardised error; frames at the model's size only)", NULL },
     { "elbo-samples", 0, 0, G_OPTION_ARG_INT, &o->elbo_samples,
       "--score elbo: posterior samples decoded per frame, default 8", "L" },
     { "latent-shrinkage", 0, 0, G_OPTION_ARG_DOUBLE, &o->shrinkage,
@@ -766,19 +769,41 @@ scorer_close (frame_scorer *sc)
   ae_session_free (sc->s);
 }
 
+/* One frame's anomaly map as aeanomaly computes it: the error map (for
+ * elbo averaged over the posterior samples, *kl set), divided by the
+ * model's mean map when it has one. */
+static ae_status
+frame_map (const options *o, frame_scorer *sc, const ae_dataset *d, const float *x, float *map,
+           float *scratch, double *kl)
+{
+  ae_loss kind = o->loss == AE_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
+  ae_status st;
+  if (sc->elbo) {
+    *kl = ae_elbo_map (sc->elbo, kind, SSIM_WINDOW, x, map);
+    st = *kl >= 0 ? AE_OK : AE_E_ARG;
+  } else {
+    st = ae_error_map (kind, x, ae_session_forward (sc->s, x), d->channels, d->height, d->width,
+                       SSIM_WINDOW, map, scratch);
+  }
+  if (st == AE_OK && ae_model_has_map_mean (sc->m))
+    st = ae_map_normalise (sc->m, map, d->height, d->width);
+  if (st != AE_OK)
+    complain ("cannot compute the %s anomaly map", ae_loss_name (kind));
+  return st;
+}
+
 /* Frame scores of n frames of d (those listed in idx, or the first n), as
- * aeanomaly computes them: error map (for elbo averaged over the posterior
- * samples), smoothing, aggregation, and the latent term (the Mahalanobis
- * distance of the frame's latent, or the KL divergence for elbo), combined
- * as the scorer's settings say. recon and latent, when not NULL, receive
- * the two parts (a Mahalanobis distance needs the model's Gaussian). */
+ * aeanomaly computes them: the anomaly map (frame_map), smoothing,
+ * aggregation, and the latent term (the Mahalanobis distance of the
+ * frame's latent, or the KL divergence for elbo), combined as the scorer's
+ * settings say. recon and latent, when not NULL, receive the two parts (a
+ * Mahalanobis distance needs the model's Gaussian). */
 static gboolean
 score_frames (const options *o, frame_scorer *sc, const ae_dataset *d, const size_t *idx,
               size_t n, float *scores, double *recon, double *latent)
 {
   size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
   size_t values = ae_session_latent_size (sc->s);
-  ae_loss kind = o->loss == AE_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
   gboolean need_distance = !sc->elbo && (latent || ae_score_kind_uses_gaussian (sc->fs.kind));
   float *map = g_new (float, pixels), *smooth = g_new (float, pixels);
   float *scratch = g_new (float, MAX (MAX (8 * pixels, pixels + d->width), values));
@@ -786,13 +811,7 @@ score_frames (const options *o, frame_scorer *sc, const ae_dataset *d, const siz
   for (size_t k = 0; k < n && st == AE_OK; k++) {
     const float *x = d->x + (idx ? idx[k] : k) * per;
     double lat = 0;
-    if (sc->elbo) {
-      lat = ae_elbo_map (sc->elbo, kind, SSIM_WINDOW, x, map);
-      st = lat >= 0 ? AE_OK : AE_E_ARG;
-    } else {
-      st = ae_error_map (kind, x, ae_session_forward (sc->s, x), d->channels, d->height,
-                         d->width, SSIM_WINDOW, map, scratch);
-    }
+    st = frame_map (o, sc, d, x, map, scratch, &lat);
     ae_map_smooth (map, smooth, d->width, d->height, o->smooth, scratch);
     double r = ae_map_score (map, smooth, pixels, o->top_fraction, scratch);
     if (need_distance)
@@ -804,8 +823,6 @@ score_frames (const options *o, frame_scorer *sc, const ae_dataset *d, const siz
     if (scores)
       scores[k] = (float) ae_frame_score (&sc->fs, r, lat);
   }
-  if (st != AE_OK)
-    complain ("calibration: cannot compute the %s error map", ae_loss_name (kind));
   g_free (scratch);
   g_free (smooth);
   g_free (map);
@@ -1011,18 +1028,59 @@ set_elbo_score (const options *o, ae_model *m, run_info *run)
   return 0;
 }
 
-/* --score mahalanobis|combined: the Gaussian of the training frames'
- * latents, then the frame scoring stored in the model (elbo: only the latter). */
+/* --pixel-norm: the mean anomaly map of the held-out frames (under the
+ * frame score's own map: for elbo averaged over the posterior samples). */
+static int
+fit_map_mean (const options *o, ae_model *m, const ae_dataset *d, const size_t *val, size_t nval)
+{
+  ae_error err = { 0 };
+  ae_frame_scoring fs;
+  frame_scorer sc;
+  if (ae_model_frame_scoring (m, &fs, &err) != AE_OK || !scorer_open (m, &fs, d, &sc)) {
+    complain ("--pixel-norm: %s", err.message);
+    return EXIT_FAILURE;
+  }
+  size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
+  float *map = g_new (float, pixels), *scratch = g_new (float, 8 * pixels);
+  double *sum = g_new0 (double, pixels), kl;
+  ae_status st = AE_OK;
+  for (size_t k = 0; k < nval && st == AE_OK; k++) {
+    st = frame_map (o, &sc, d, d->x + val[k] * per, map, scratch, &kl);
+    for (size_t i = 0; i < pixels; i++)
+      sum[i] += map[i];
+  }
+  for (size_t i = 0; i < pixels; i++)
+    map[i] = (float) (sum[i] / (double) nval);
+  if (st == AE_OK && ae_model_set_map_mean (m, map, d->height, d->width, &err) != AE_OK) {
+    complain ("--pixel-norm: %s", err.message);
+    st = err.status;
+  }
+  g_free (sum);
+  g_free (scratch);
+  g_free (map);
+  scorer_close (&sc);
+  return st == AE_OK ? 0 : EXIT_FAILURE;
+}
+
+/* The frame score's parts, fitted on the training (Gaussian) and held-out
+ * (mean map, combined statistics) frames, in the order they build on each
+ * other: the elbo settings, the mean map under them, the Gaussian and the
+ * combined statistics of the normalised map; then the scoring is stored. */
 static int
 fit_frame_score (const options *o, ae_model *m, const ae_dataset *d, run_info *run)
 {
-  if (o->score == AE_SCORE_ELBO)
-    return set_elbo_score (o, m, run);
+  int rc = o->score == AE_SCORE_ELBO ? set_elbo_score (o, m, run) : 0;
   size_t *train = g_new (size_t, d->count), *val = g_new (size_t, d->count), ntrain, nval;
   split_indices (o, d->count, train, &ntrain, val, &nval);
+  if (rc == 0 && o->pixel_norm)
+    rc = fit_map_mean (o, m, d, val, nval);
+  if (rc != 0 || !ae_score_kind_uses_gaussian (o->score)) {
+    g_free (train);
+    g_free (val);
+    return rc;
+  }
   ae_error err = { 0 };
   ae_frame_scoring fs = { .kind = o->score };
-  int rc = 0;
   if (ae_latent_fit (m, d, train, ntrain, o->shrinkage, &err) != AE_OK) {
     complain ("--score %s: %s", ae_score_kind_name (o->score), err.message);
     rc = exit_for (err.status);
@@ -1231,6 +1289,9 @@ print_summary (const options *o, const ae_model *m, const run_info *run)
             r->val_count, plural (r->val_count));
   else
     printf (", no validation set\n");
+  if (o->task == TASK_ANOMALY && o->pixel_norm)
+    printf ("anomaly map divided by its per-pixel mean on the %zu calibration frames\n",
+            run->cal.count);
   if (o->task == TASK_ANOMALY && o->score != AE_SCORE_RECON)
     print_latent_score (o, m, run);
   if (run->calibrated)
@@ -1273,12 +1334,17 @@ load_frames (const options *o, const char *input, const char *pipeline, int widt
   return EXIT_FAILURE;
 }
 
-/* A latent score needs whole frames, a latent small enough for its
- * Gaussian, and elbo a VAE: checked before the long work. */
+/* A latent score and --pixel-norm need whole frames, a latent score a
+ * latent small enough for its Gaussian, and elbo a VAE: checked before
+ * the long work. */
 static int
 check_latent_score (const options *o, const ae_model *m, int height, int width)
 {
   size_t k = m ? ae_model_latent_size (m, height, width) : (size_t) o->latent;
+  if (o->pixel_norm && o->crop_w) {
+    complain ("--pixel-norm needs whole frames; it cannot be used with --crop");
+    return EXIT_USAGE;
+  }
   if (o->task != TASK_ANOMALY || o->score == AE_SCORE_RECON)
     return 0;
   if (o->score == AE_SCORE_ELBO && !(m && ae_model_is_vae (m))) {
@@ -1364,7 +1430,7 @@ run (const options *o)
     ae_dataset bad = { defects.x, NULL, defects.count, frames.channels, frames.height,
                        frames.width };
     rc = fit_model (o, &data, &model, &info);
-    if (rc == 0 && o->task == TASK_ANOMALY && o->score != AE_SCORE_RECON)
+    if (rc == 0 && o->task == TASK_ANOMALY && (o->score != AE_SCORE_RECON || o->pixel_norm))
       rc = fit_frame_score (o, model, &data, &info);
     if (rc == 0 && o->task == TASK_ANOMALY) {
       rc = calibrate (o, model, &data, &bad, &info.cal);

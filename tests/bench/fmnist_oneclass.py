@@ -8,6 +8,7 @@ as a user would, read the element's per-frame scores back from its JSON Lines
 and compute the AUROC of class c (normal) against the other nine. Methods are
 ae-train architectures; a plain PyTorch conv AE is the in-run anchor.
 Usage: fmnist_oneclass.py BUILD [--classes 0,1,...] [--methods conv,pca,conv-combined,...]
+(by default the methods without +norm)
        [--epochs N] [--torch-epochs N] [--no-torch]
 """
 import argparse
@@ -41,7 +42,11 @@ for _base in ("conv", "pca"):
         METHODS[f"{_base}-{_score}"] = METHODS[_base] + ["--score", _score]
 METHODS["vae"] = ["--arch", "vae", "--latent", "32"]
 METHODS["vae-elbo"] = METHODS["vae"] + ["--score", "elbo"]
-COL = 17  # column width: the longest method name
+# METHOD+norm: the same with the map divided by its per-pixel mean on the
+# held-out normal frames (ae-train --pixel-norm).
+for _m in list(METHODS):
+    METHODS[f"{_m}+norm"] = METHODS[_m] + ["--pixel-norm"]
+COL = 22  # column width: the longest method name
 
 
 def idx(name, header):
@@ -115,7 +120,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(m for m in METHODS if not m.endswith("+norm")))
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--torch-epochs", type=int, default=10)
     ap.add_argument("--no-torch", action="store_true")
