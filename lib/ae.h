@@ -370,31 +370,90 @@ double ae_latent_mahalanobis (const ae_model *model, const float *latent, float 
  * AE_SCORE_MAHALANOBIS the latent's squared Mahalanobis distance;
  * AE_SCORE_COMBINED (recon - recon_mean) / recon_std
  *                   + (mahalanobis - mahal_mean) / mahal_std,
- * both standardised with statistics of normal frames. */
+ * both standardised with statistics of normal frames;
+ * AE_SCORE_ELBO (VAEs) the negative ELBO in the units the library trains
+ * with: the map averaged over elbo_samples posterior decodes (ae_elbo_map),
+ * aggregated, + kl_weight * KL (q(z|x) || N(0, I)), where kl_weight =
+ * elbo_beta / (C H W) at the build size, as in the training loss. With the
+ * "mean" aggregation it is exactly the per-pixel training loss's estimate. */
 typedef enum ae_score_kind {
   AE_SCORE_RECON = 0,
   AE_SCORE_MAHALANOBIS,
-  AE_SCORE_COMBINED
+  AE_SCORE_COMBINED,
+  AE_SCORE_ELBO
 } ae_score_kind;
 
 typedef struct ae_frame_scoring {
   ae_score_kind kind;
   double recon_mean, recon_std, mahal_mean, mahal_std; /* AE_SCORE_COMBINED */
+  /* AE_SCORE_ELBO: posterior decodes per frame (L), the seed of their noise,
+   * the KL weight beta the model trained with, and (filled in by
+   * ae_model_frame_scoring, ignored when storing) beta / (C H W). */
+  int elbo_samples;
+  uint64_t elbo_seed;
+  double elbo_beta, kl_weight;
 } ae_frame_scoring;
 
-const char *ae_score_kind_name (ae_score_kind kind); /* "recon", "mahalanobis", "combined" */
+/* "recon", "mahalanobis", "combined", "elbo" */
+const char *ae_score_kind_name (ae_score_kind kind);
 int ae_score_kind_from_name (const char *name, ae_score_kind *out); /* 1 on success */
+/* Whether the kind needs the latent Gaussian (ae_latent_fit). */
+int ae_score_kind_uses_gaussian (ae_score_kind kind);
 /* Reads the model's frame score settings (anomaly.frame_score and, when
- * combined, anomaly.combined.*; absent: recon) and checks them against its
- * tensors. The loader runs the same check, so a loaded model always passes. */
+ * combined, anomaly.combined.*, for elbo anomaly.elbo.*; absent: recon)
+ * and checks them against its tensors and layers. The loader runs the same
+ * check, so a loaded model always passes. */
 ae_status ae_model_frame_scoring (const ae_model *model, ae_frame_scoring *out, ae_error *err);
 /* Stores the settings as metadata (fails if the model lacks the Gaussian a
- * latent score needs or a std is not positive). */
+ * latent score needs, a std is not positive, or elbo is asked of a model
+ * ae_elbo_new refuses or with samples outside 1..AE_ELBO_SAMPLES_MAX, a
+ * negative or non-finite beta, or a seed of 2^63 or more). */
 ae_status ae_model_set_frame_scoring (ae_model *model, const ae_frame_scoring *fs,
                                       ae_error *err);
-/* The frame score from the aggregated map score and the Mahalanobis
- * distance (ignored for AE_SCORE_RECON). */
-double ae_frame_score (const ae_frame_scoring *fs, double recon, double mahalanobis);
+/* The frame score from the aggregated map score and the latent term: the
+ * Mahalanobis distance, or for AE_SCORE_ELBO the KL divergence in nats
+ * (ae_elbo_map); ignored for AE_SCORE_RECON. */
+double ae_frame_score (const ae_frame_scoring *fs, double recon, double latent);
+
+/* ---- Per-pixel standardised maps ------------------------------------------------ */
+
+/* The mean anomaly map of normal frames (height x width, the build size),
+ * stored in the model (saved as the tensor map.mean): ae_map_normalise then
+ * divides a frame's map by it, so each pixel's error counts in units of
+ * that pixel's normal error — for squared-error maps the standardised
+ * residual r^2 / E[r^2], where pixels that are always hard to reconstruct
+ * no longer dominate. Values under 1e-3 of the map's mean are raised to it.
+ * Fails for another size, negative or non-finite values, or an all-zero map. */
+ae_status ae_model_set_map_mean (ae_model *model, const float *mean, int height, int width,
+                                 ae_error *err);
+int ae_model_has_map_mean (const ae_model *model);
+/* map[p] /= mean[p] for a height x width map; AE_E_ARG without a mean map,
+ * AE_E_SHAPE at a size other than the build size. Never allocates. */
+ae_status ae_map_normalise (const ae_model *model, float *map, int height, int width);
+
+/* ---- VAEs: the negative ELBO (An & Cho's reconstruction probability) ----------- */
+
+/* A scorer for VAEs (models with a sample layer, none of whose later layers
+ * is residual) at the model's build size. It decodes `samples` latents
+ * z = mu + sigma * eps per frame, as one batch. The eps are drawn once from
+ * `seed` when the scorer is made and reused for every frame (common random
+ * numbers): a frame's score depends on the frame alone, not on the frames
+ * scored before it, so ae-train's calibration and aeanomaly agree exactly
+ * and runs repeat bit for bit. All buffers are sized here; scoring never
+ * allocates. */
+#define AE_ELBO_SAMPLES_DEFAULT 8
+#define AE_ELBO_SAMPLES_MAX 64
+typedef struct ae_elbo ae_elbo;
+
+ae_elbo *ae_elbo_new (const ae_model *model, int samples, uint64_t seed, ae_error *err);
+/* The scorer a model's AE_SCORE_ELBO settings describe. */
+ae_elbo *ae_elbo_new_for (const ae_model *model, const ae_frame_scoring *fs, ae_error *err);
+/* One C x H x W frame (NCHW, the build size): fills `map` (H x W) with the
+ * mean over the samples of ae_error_map (kind, window) of each decode and
+ * returns KL (q(z|x) || N(0, I)) in nats, summed over the latent; -1 when
+ * the map kind is not one ae_error_map computes. */
+double ae_elbo_map (ae_elbo *e, ae_loss kind, int window, const float *input, float *map);
+void ae_elbo_free (ae_elbo *e);
 
 #ifdef __cplusplus
 }

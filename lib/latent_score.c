@@ -1,7 +1,8 @@
 /* Latent-space anomaly scores: a Gaussian fitted to the latent vectors of
  * normal frames (mean and whitening matrix of a shrunk covariance), the
  * squared Mahalanobis distance under it, and the frame score settings that
- * combine it with the reconstruction error (docs/model-format.md). */
+ * combine it with the reconstruction error, or for VAEs make the negative
+ * ELBO (lib/elbo.c) of it (docs/model-format.md). */
 #include "nn.h"
 
 #include <cblas.h>
@@ -15,6 +16,9 @@
 #define KEY_RECON_STD "anomaly.combined.recon_std"
 #define KEY_MAHAL_MEAN "anomaly.combined.mahalanobis_mean"
 #define KEY_MAHAL_STD "anomaly.combined.mahalanobis_std"
+#define KEY_ELBO_SAMPLES "anomaly.elbo.samples"
+#define KEY_ELBO_SEED "anomaly.elbo.seed"
+#define KEY_ELBO_BETA "anomaly.elbo.beta"
 
 /* Latents encoded per GEMM-friendly batch while fitting. */
 #define FIT_BATCH 64
@@ -267,18 +271,25 @@ ae_latent_mahalanobis (const ae_model *m, const float *z, float *scratch)
   return d2;
 }
 
-static const char *const kind_names[] = { "recon", "mahalanobis", "combined" };
+static const char *const kind_names[] = { "recon", "mahalanobis", "combined", "elbo" };
+#define KIND_COUNT ((int) (sizeof kind_names / sizeof kind_names[0]))
 
 const char *
 ae_score_kind_name (ae_score_kind kind)
 {
-  return (unsigned) kind < 3 ? kind_names[kind] : "?";
+  return (unsigned) kind < KIND_COUNT ? kind_names[kind] : "?";
+}
+
+int
+ae_score_kind_uses_gaussian (ae_score_kind kind)
+{
+  return kind == AE_SCORE_MAHALANOBIS || kind == AE_SCORE_COMBINED;
 }
 
 int
 ae_score_kind_from_name (const char *name, ae_score_kind *out)
 {
-  for (int i = 0; name && i < 3; i++)
+  for (int i = 0; name && i < KIND_COUNT; i++)
     if (strcmp (name, kind_names[i]) == 0) {
       *out = (ae_score_kind) i;
       return 1;
@@ -295,6 +306,39 @@ combined_stat (const ae_model *m, const char *key, int positive, double *out, ae
   return AE_OK;
 }
 
+/* The elbo settings: what ae_elbo_new accepts, a finite beta >= 0 and a
+ * seed that fits the metadata's signed integer. */
+static ae_status
+check_elbo (const ae_model *m, const ae_frame_scoring *fs, ae_status status, ae_error *err)
+{
+  ae_error why;
+  if (ae_elbo_check_model (m, &why) != AE_OK)
+    return ae_fail (err, status, "%s", why.message);
+  if (fs->elbo_samples < 1 || fs->elbo_samples > AE_ELBO_SAMPLES_MAX)
+    return ae_fail (err, status, "elbo frame score: '%s' must be 1 to %d", KEY_ELBO_SAMPLES,
+                    AE_ELBO_SAMPLES_MAX);
+  if (!(fs->elbo_beta >= 0.0 && isfinite (fs->elbo_beta)))
+    return ae_fail (err, status, "elbo frame score: '%s' must be finite and >= 0", KEY_ELBO_BETA);
+  if (fs->elbo_seed > (uint64_t) INT64_MAX)
+    return ae_fail (err, status, "elbo frame score: '%s' must be below 2^63", KEY_ELBO_SEED);
+  return AE_OK;
+}
+
+static ae_status
+read_elbo (const ae_model *m, ae_frame_scoring *fs, ae_error *err)
+{
+  int64_t samples, seed;
+  if (!ae_model_get_int (m, KEY_ELBO_SAMPLES, &samples) || !ae_model_get_int (m, KEY_ELBO_SEED,
+                                                                              &seed)
+      || !ae_model_get_float (m, KEY_ELBO_BETA, &fs->elbo_beta) || seed < 0)
+    return ae_fail (err, AE_E_FORMAT, "elbo frame score needs the integers '%s', '%s' (>= 0) "
+                    "and the float '%s'", KEY_ELBO_SAMPLES, KEY_ELBO_SEED, KEY_ELBO_BETA);
+  fs->elbo_samples = samples >= 1 && samples <= AE_ELBO_SAMPLES_MAX ? (int) samples : 0;
+  fs->elbo_seed = (uint64_t) seed;
+  fs->kl_weight = fs->elbo_beta / ((double) m->in_c * m->in_h * m->in_w);
+  return check_elbo (m, fs, AE_E_FORMAT, err);
+}
+
 ae_status
 ae_model_frame_scoring (const ae_model *m, ae_frame_scoring *fs, ae_error *err)
 {
@@ -304,11 +348,13 @@ ae_model_frame_scoring (const ae_model *m, ae_frame_scoring *fs, ae_error *err)
   if (!e)
     return AE_OK;
   if (e->type != AE_META_STR || !ae_score_kind_from_name (e->s, &fs->kind))
-    return ae_fail (err, AE_E_FORMAT, "'%s' is not recon, mahalanobis or combined",
+    return ae_fail (err, AE_E_FORMAT, "'%s' is not recon, mahalanobis, combined or elbo",
                     KEY_FRAME_SCORE);
-  if (fs->kind != AE_SCORE_RECON && !m->latent_k)
+  if (ae_score_kind_uses_gaussian (fs->kind) && !m->latent_k)
     return ae_fail (err, AE_E_FORMAT, "frame score '%s' needs the tensors '%s' and '%s'",
                     e->s, AE_LATENT_MEAN_TENSOR, AE_LATENT_WHITEN_TENSOR);
+  if (fs->kind == AE_SCORE_ELBO)
+    return read_elbo (m, fs, err);
   if (fs->kind != AE_SCORE_COMBINED)
     return AE_OK;
   ae_status st = combined_stat (m, KEY_RECON_MEAN, 0, &fs->recon_mean, err);
@@ -324,9 +370,11 @@ ae_model_frame_scoring (const ae_model *m, ae_frame_scoring *fs, ae_error *err)
 ae_status
 ae_model_set_frame_scoring (ae_model *m, const ae_frame_scoring *fs, ae_error *err)
 {
-  if (!m || !fs || (unsigned) fs->kind > AE_SCORE_COMBINED)
+  if (!m || !fs || (unsigned) fs->kind >= KIND_COUNT)
     return ae_fail (err, AE_E_ARG, "bad frame scoring");
-  if (fs->kind != AE_SCORE_RECON && !m->latent_k)
+  if (fs->kind == AE_SCORE_ELBO && check_elbo (m, fs, AE_E_ARG, err) != AE_OK)
+    return AE_E_ARG;
+  if (ae_score_kind_uses_gaussian (fs->kind) && !m->latent_k)
     return ae_fail (err, AE_E_ARG, "frame score '%s' needs a latent Gaussian (ae_latent_fit)",
                     ae_score_kind_name (fs->kind));
   if (fs->kind == AE_SCORE_COMBINED
@@ -344,18 +392,26 @@ ae_model_set_frame_scoring (ae_model *m, const ae_frame_scoring *fs, ae_error *e
     if (st == AE_OK)
       st = ae_model_set_float (m, KEY_MAHAL_STD, fs->mahal_std);
   }
+  if (st == AE_OK && fs->kind == AE_SCORE_ELBO) {
+    st = ae_model_set_int (m, KEY_ELBO_SAMPLES, fs->elbo_samples);
+    if (st == AE_OK)
+      st = ae_model_set_int (m, KEY_ELBO_SEED, (int64_t) fs->elbo_seed);
+    if (st == AE_OK)
+      st = ae_model_set_float (m, KEY_ELBO_BETA, fs->elbo_beta);
+  }
   return st == AE_OK ? AE_OK : ae_fail (err, st, "cannot store the frame scoring");
 }
 
 double
-ae_frame_score (const ae_frame_scoring *fs, double recon, double mahalanobis)
+ae_frame_score (const ae_frame_scoring *fs, double recon, double latent)
 {
   switch (fs->kind) {
   case AE_SCORE_MAHALANOBIS:
-    return mahalanobis;
+    return latent;
   case AE_SCORE_COMBINED:
-    return (recon - fs->recon_mean) / fs->recon_std
-           + (mahalanobis - fs->mahal_mean) / fs->mahal_std;
+    return (recon - fs->recon_mean) / fs->recon_std + (latent - fs->mahal_mean) / fs->mahal_std;
+  case AE_SCORE_ELBO:
+    return recon + fs->kl_weight * latent;
   default:
     return recon;
   }

@@ -439,9 +439,14 @@ ae_session_kl (const ae_session *s)
     return 0.0;
   int i = m->latent_layer;
   size_t half = s->numel[i + 1];
-  const float *mu = s->act[i], *logvar = s->act[i] + half;
+  return ae_gaussian_kl (s->act[i], s->act[i] + half, half);
+}
+
+double
+ae_gaussian_kl (const float *mu, const float *logvar, size_t n)
+{
   double kl = 0.0;
-  for (size_t j = 0; j < half; j++)
+  for (size_t j = 0; j < n; j++)
     kl += -0.5 * (1.0 + logvar[j] - (double) mu[j] * mu[j] - exp (logvar[j]));
   return kl;
 }

@@ -208,6 +208,7 @@ ae_model_free (ae_model *m)
   free (m->params);
   free (m->stats);
   ae_latent_clear (m);
+  ae_map_mean_clear (m);
   ae_meta_free (&m->meta);
   free (m);
 }
@@ -456,10 +457,25 @@ latent_tensors (const ae_model *m, aem_tensor *t)
   return 2;
 }
 
+/* The mean map's tensor, after those. */
+static size_t
+map_mean_tensor (const ae_model *m, aem_tensor *t)
+{
+  if (!m->map_mean)
+    return 0;
+  memset (t, 0, sizeof *t);
+  snprintf (t->name, sizeof t->name, "%s", AE_MAP_MEAN_TENSOR);
+  t->ndim = 2;
+  t->shape[0] = m->in_h;
+  t->shape[1] = m->in_w;
+  t->data = m->map_mean;
+  return 1;
+}
+
 static size_t
 max_tensors (const ae_model *m)
 {
-  return 4 * (size_t) m->nlayers + 2;
+  return 4 * (size_t) m->nlayers + 3;
 }
 
 ae_status
@@ -495,6 +511,7 @@ ae_model_save (const ae_model *m, const char *path, ae_error *err)
   else {
     size_t n = model_tensors (m, t);
     n += latent_tensors (m, t + n);
+    n += map_mean_tensor (m, t + n);
     st = aem_write (path, &meta, t, n, err);
   }
   free (t);
@@ -512,8 +529,32 @@ meta_dim (const ae_meta *meta, const char *key, int *out, ae_error *err)
   return AE_OK;
 }
 
+/* After the architecture's tensors: optionally the latent Gaussian's two,
+ * then optionally the mean map; nothing else. */
+static ae_status
+adopt_extra_tensors (ae_model *m, const aem_tensor *extra, size_t n, ae_error *err)
+{
+  size_t used = 0;
+  ae_status st = AE_OK;
+  if (n >= 2 && strcmp (extra[0].name, AE_MAP_MEAN_TENSOR) != 0) {
+    st = ae_latent_adopt (m, &extra[0], &extra[1], err);
+    used = 2;
+  } else if (n == 1 && strncmp (extra[0].name, "latent.", 7) == 0) {
+    return ae_fail (err, AE_E_FORMAT, "tensor '%s' alone: a latent Gaussian needs '%s' and '%s'",
+                    extra[0].name, AE_LATENT_MEAN_TENSOR, AE_LATENT_WHITEN_TENSOR);
+  }
+  if (st == AE_OK && used < n) {
+    st = ae_map_mean_adopt (m, &extra[used], err);
+    used++;
+  }
+  if (st == AE_OK && used < n)
+    st = ae_fail (err, AE_E_FORMAT, "model file has %zu tensors more than its architecture "
+                  "needs; at most the latent Gaussian's 2 and the mean map", n);
+  return st;
+}
+
 /* The file's tensors must be exactly the architecture's, same order,
- * optionally followed by the latent Gaussian's two. */
+ * optionally followed by the latent Gaussian's two and the mean map. */
 static ae_status
 adopt_tensors (ae_model *m, const aem_tensor *got, size_t ngot, ae_error *err)
 {
@@ -522,9 +563,9 @@ adopt_tensors (ae_model *m, const aem_tensor *got, size_t ngot, ae_error *err)
     return ae_fail (err, AE_E_NOMEM, "out of memory");
   size_t nwant = model_tensors (m, want);
   ae_status st = AE_OK;
-  if (ngot != nwant && ngot != nwant + 2)
+  if (ngot < nwant || ngot > nwant + 3)
     st = ae_fail (err, AE_E_FORMAT, "model file has %zu tensors, its architecture needs %zu "
-                  "(and 2 for a latent Gaussian)", ngot, nwant);
+                  "(and 2 for a latent Gaussian, 1 for a mean map)", ngot, nwant);
   for (size_t i = 0; st == AE_OK && i < nwant; i++) {
     const aem_tensor *a = &want[i], *b = &got[i];
     int same = strcmp (a->name, b->name) == 0 && a->ndim == b->ndim;
@@ -544,8 +585,8 @@ adopt_tensors (ae_model *m, const aem_tensor *got, size_t ngot, ae_error *err)
     if (st == AE_OK)
       memcpy (a->data, b->data, n * sizeof (float));
   }
-  if (st == AE_OK && ngot == nwant + 2)
-    st = ae_latent_adopt (m, &got[nwant], &got[nwant + 1], err);
+  if (st == AE_OK && ngot > nwant)
+    st = adopt_extra_tensors (m, got + nwant, ngot - nwant, err);
   free (want);
   return st;
 }

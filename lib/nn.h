@@ -76,6 +76,9 @@ struct ae_model {
    * Saved as the tensors latent.mean [k] and latent.whiten [k, k]. */
   int latent_k;
   float *latent_mean, *latent_whiten;
+  /* Mean anomaly map of normal frames at the build size (ae_model_set_map_mean);
+   * NULL: none. Saved as the tensor map.mean [H, W], after the latent ones. */
+  float *map_mean;
 };
 
 /* spec.c */
@@ -99,6 +102,16 @@ void ae_latent_clear (ae_model *m);
  * the model's latent size, finite values). */
 ae_status ae_latent_adopt (ae_model *m, const aem_tensor *mean, const aem_tensor *whiten,
                            ae_error *err);
+
+/* map_norm.c: the mean map's tensor in a model file. */
+#define AE_MAP_MEAN_TENSOR "map.mean"
+void ae_map_mean_clear (ae_model *m);
+/* Adopts the tensor read from a file (validated: name, build-size shape,
+ * finite values > 0). */
+ae_status ae_map_mean_adopt (ae_model *m, const aem_tensor *t, ae_error *err);
+
+/* elbo.c: whether ae_elbo_new can score this model (AE_E_ARG with the reason if not). */
+ae_status ae_elbo_check_model (const ae_model *m, ae_error *err);
 
 /* ---- Sessions ---------------------------------------------------------------- */
 
@@ -142,11 +155,18 @@ ae_session *ae_session_new_mode (const ae_model *m, int batch, int h, int w, int
  * CNHW output. `stop_after` = -1 for the whole network, else the layer
  * whose output to stop at. */
 float *ae_session_run_cnhw (ae_session *s, const float *x, int stop_after);
+/* Runs layers first..last on x, the CNHW input of layer `first` (not one of
+ * the session's ping-pong buffers), and returns their output. Residual
+ * layers add the input of the last ae_session_run_cnhw. */
+float *ae_session_run_layers (ae_session *s, const float *x, int first, int last);
 /* Backward from dL/d(output) in `gout` (CNHW, overwritten). Accumulates into
  * grads (model->nparams floats). kl_scale > 0 adds the VAE KL gradient. */
 void ae_session_backward (ae_session *s, float *gout, float *grads, float kl_scale);
 /* Sum over the batch of the VAE KL divergences of the last training forward. */
 double ae_session_kl (const ae_session *s);
+/* KL (N(mu, exp(logvar)) || N(0, 1)) summed over n independent values:
+ * -1/2 sum (1 + logvar - mu^2 - exp(logvar)), in nats. */
+double ae_gaussian_kl (const float *mu, const float *logvar, size_t n);
 
 /* layers.c: per-kind forward/backward on CNHW tensors. */
 typedef struct layer_ctx {

@@ -260,12 +260,17 @@ context (ae_session *s, int i)
 float *
 ae_session_run_cnhw (ae_session *s, const float *x, int stop_after)
 {
+  s->net_in = x;
+  return ae_session_run_layers (s, x, 0, stop_after < 0 ? s->model->nlayers - 1 : stop_after);
+}
+
+float *
+ae_session_run_layers (ae_session *s, const float *x, int first, int last)
+{
   const ae_model *m = s->model;
-  int last = stop_after < 0 ? m->nlayers - 1 : stop_after;
   const float *in = x;
   float *out = NULL;
-  s->net_in = x;
-  for (int i = 0; i <= last; i++) {
+  for (int i = first; i <= last; i++) {
     const ae_layer *l = &m->layers[i];
     layer_ctx c = context (s, i);
     out = s->training ? s->act[i + 1] : (in == s->ping ? s->pong : s->ping);

@@ -227,6 +227,7 @@ struct _GstAeAnomaly
   ae_stripes *stripes;
   ae_session *encoder;     /* latent scores: the latent of the network input */
   float *latent_scratch;   /* latent scores: ae_latent_mahalanobis scratch */
+  ae_elbo *elbo;           /* elbo score: the map over posterior samples, and the KL */
   ae_frame_scoring scoring; /* the model's frame score */
   ae_loss loss;
   gint ssim_window;
@@ -521,10 +522,18 @@ gst_ae_anomaly_check_model (GstElement *element, const ae_model *m, GError **err
   gsize latent = ae_session_latent_size (session);
   ae_session_free (session);
   ae_frame_scoring fs = model_scoring (m);
-  if (fs.kind != AE_SCORE_RECON && latent != (gsize) ae_model_latent_gaussian (m)) {
+  gboolean trained_size = fs.kind == AE_SCORE_ELBO ? s.aw == w && s.ah == h
+                          : latent == (gsize) ae_model_latent_gaussian (m);
+  if (fs.kind != AE_SCORE_RECON && !trained_size) {
     g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
                  "the model's %s score needs its latent at the trained size %dx%d, not %dx%d",
                  ae_score_kind_name (fs.kind), w, h, s.aw, s.ah);
+    return FALSE;
+  }
+  if (ae_model_has_map_mean (m) && (s.aw != w || s.ah != h)) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model's per-pixel mean map (map.mean) is for the trained size %dx%d, not "
+                 "%dx%d", w, h, s.aw, s.ah);
     return FALSE;
   }
   return TRUE;
@@ -560,6 +569,8 @@ free_runners (GstAeAnomaly *self)
   ae_session_free (self->encoder);
   self->encoder = NULL;
   g_clear_pointer (&self->latent_scratch, g_free);
+  ae_elbo_free (self->elbo);
+  self->elbo = NULL;
 }
 
 /* Adopts a pending model. A session points at its model, so it goes
@@ -594,20 +605,19 @@ typedef struct
   gint window;
   float top_fraction;
   gint smooth_radius;
+  const ae_model *map_norm; /* its mean map divides the raw map (ae_map_normalise); NULL: none */
 } GstAeScoring;
 
-/* From an input and its reconstruction: the raw map over the roi in
- * b->map, smoothed in b->smooth, and the frame score in *score, aggregated
- * at the network's size without padding — exactly what ae-train calibrates
- * the threshold on. Online learning calibrates with this same function. */
-static gboolean
-score_input (const GstAeShape *s, const GstAeScoring *sc, const float *input,
-             const float *recon, GstAeBuffers *b, gdouble *score)
+/* From the raw map at the network's size in b->map_a: the map over the roi
+ * in b->map, smoothed in b->smooth, and the map's frame score in *score,
+ * aggregated at the network's size without padding — exactly what ae-train
+ * calibrates the threshold on. */
+static void
+score_map (const GstAeShape *s, const GstAeScoring *sc, GstAeBuffers *b, gdouble *score)
 {
   gint rw = s->roi.w, rh = s->roi.h;
-  if (!recon || ae_error_map (sc->loss, input, recon, s->channels, s->ah, s->aw, sc->window,
-                              b->map_a, b->scratch) != AE_OK)
-    return FALSE;
+  if (sc->map_norm)
+    ae_map_normalise (sc->map_norm, b->map_a, s->aw, s->ah); /* the build size: checked */
   if (s->resample) {
     ae_map_smooth (b->map_a, b->smooth_a, s->aw, s->ah, sc->smooth_radius, b->tmp);
     *score = ae_map_score (b->map_a, b->smooth_a, (size_t) s->aw * s->ah, sc->top_fraction,
@@ -620,6 +630,32 @@ score_input (const GstAeShape *s, const GstAeScoring *sc, const float *input,
   ae_map_smooth (b->map, b->smooth, rw, rh, sc->smooth_radius, b->tmp);
   if (!s->resample)
     *score = ae_map_score (b->map, b->smooth, (size_t) rw * rh, sc->top_fraction, b->scratch);
+}
+
+/* score_map of the error map between an input and its reconstruction.
+ * Online learning calibrates with this same function. */
+static gboolean
+score_input (const GstAeShape *s, const GstAeScoring *sc, const float *input,
+             const float *recon, GstAeBuffers *b, gdouble *score)
+{
+  if (!recon || ae_error_map (sc->loss, input, recon, s->channels, s->ah, s->aw, sc->window,
+                              b->map_a, b->scratch) != AE_OK)
+    return FALSE;
+  score_map (s, sc, b, score);
+  return TRUE;
+}
+
+/* The elbo score: the map averaged over the posterior samples, its score,
+ * plus the weighted KL divergence (ae_frame_score). */
+static gboolean
+score_elbo (GstAeAnomaly *self, const GstAeScoring *sc, gdouble *score)
+{
+  GstAeBuffers *b = &self->buf;
+  double kl = ae_elbo_map (self->elbo, sc->loss, sc->window, b->input, b->map_a);
+  if (kl < 0)
+    return FALSE;
+  score_map (&self->shape, sc, b, score);
+  *score = ae_frame_score (&self->scoring, *score, kl);
   return TRUE;
 }
 
@@ -698,10 +734,13 @@ analyse_frame (GstAeAnomaly *self, const GstVideoFrame *frame, const GstAeSettin
 {
   GstAeBuffers *b = &self->buf;
   GstAeResult *res = &self->result;
-  GstAeScoring sc = { self->loss, self->ssim_window, set->top_fraction, set->smooth_radius };
+  const ae_model *m = self->slot.active;
+  GstAeScoring sc = { self->loss, self->ssim_window, set->top_fraction, set->smooth_radius,
+                      ae_model_has_map_mean (m) ? m : NULL };
   read_input (self, frame);
-  if (!score_input (&self->shape, &sc, b->input, ae_stripes_forward (self->stripes, b->input),
-                    b, &res->score)) {
+  if (self->elbo ? !score_elbo (self, &sc, &res->score)
+                 : !score_input (&self->shape, &sc, b->input,
+                                 ae_stripes_forward (self->stripes, b->input), b, &res->score)) {
     GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("Could not compute the anomaly map."),
                        ("ae_error_map failed for a %dx%d input", self->shape.aw,
                         self->shape.ah));
@@ -1088,6 +1127,22 @@ resolve_roi (GstAeAnomaly *self, GstAeShape *s)
   return TRUE;
 }
 
+/* The elbo score: its scorer, which runs at the trained size only. On
+ * failure the stripes go too (negotiation fails with err). */
+static void
+start_elbo (GstAeAnomaly *self, const ae_model *m, const GstAeShape *s, ae_error *err)
+{
+  int c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  if (s->aw == w && s->ah == h)
+    self->elbo = ae_elbo_new_for (m, &self->scoring, err);
+  else
+    g_snprintf (err->message, sizeof err->message, "the model's elbo score needs the trained "
+                "size %dx%d, not %dx%d", w, h, s->aw, s->ah);
+  if (!self->elbo)
+    free_runners (self);
+}
+
 /* Latent scores: an encoder session at the network size, whose latent must
  * be the one the model's Gaussian was fitted on. On failure the stripes go
  * too (negotiation fails with err). */
@@ -1147,8 +1202,21 @@ gst_ae_anomaly_configure (GstAeAnomaly *self, const GstVideoInfo *info)
   GST_OBJECT_UNLOCK (self);
   self->stripes = ae_stripes_new (m, s.ah, s.aw, gst_ae_stripe_threads (threads, MAX_THREADS),
                                   &err);
-  if (self->stripes && self->scoring.kind != AE_SCORE_RECON)
+  /* The stripes also mark a running model (no online learning) for elbo,
+   * whose own scorer makes the map. */
+  if (self->stripes && ae_score_kind_uses_gaussian (self->scoring.kind))
     start_encoder (self, m, &s, &err);
+  else if (self->stripes && self->scoring.kind == AE_SCORE_ELBO)
+    start_elbo (self, m, &s, &err);
+  if (self->stripes && ae_model_has_map_mean (m)) {
+    int c, h, w;
+    ae_model_input_shape (m, &c, &h, &w);
+    if (s.aw != w || s.ah != h) {
+      g_snprintf (err.message, sizeof err.message, "the model's per-pixel mean map is for the "
+                  "trained size %dx%d, not %dx%d", w, h, s.aw, s.ah);
+      free_runners (self);
+    }
+  }
   if (!self->stripes) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
                        ("The model cannot run on %dx%d frames: %s", s.roi.w, s.roi.h,

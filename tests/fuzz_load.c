@@ -9,9 +9,12 @@
  * OpenBLAS include directory and -lopenblas -llapacke -lm -pthread, it also
  * runs the model loader (ae_model_load_memory: architecture, tensors, the
  * latent Gaussian and the frame score settings) and checks the distance of
- * a zero latent under whatever loaded: finite, not negative. Seed it with
- * small models, e.g. from `ae-train --task anomaly --arch pca --latent 2
- * --size 8x8 --score combined`.
+ * a zero latent under whatever loaded: finite, not negative; a model with
+ * an elbo score (frames of at most 4096 values) must build its scorer and
+ * map a grey frame; a mean map (map.mean) must divide a map of the build
+ * size. Seed it with small models, e.g. from `ae-train --task
+ * anomaly --arch pca --latent 2 --size 8x8 --score combined` and `--arch
+ * vae --latent 2 --size 8x8 --score elbo` and `--pixel-norm`.
  *
  * A CRC mismatch stops almost every mutated input at the door, so by
  * default the harness rewrites the last four bytes with the right CRC and
@@ -42,6 +45,28 @@ touch_everything (const ae_meta *meta, const aem_tensor *t, size_t n)
 
 #ifdef AEM_FUZZ_MODEL
 #include <math.h>
+/* The elbo scorer of a small model must build and map a frame (its value
+ * may be anything a finite but hostile weight makes it). */
+static void
+elbo_score (const ae_model *m, const ae_frame_scoring *fs)
+{
+  int c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  if ((long) c * h * w > 4096)
+    return;
+  ae_elbo *e = ae_elbo_new_for (m, fs, NULL);
+  float *x = malloc ((size_t) c * h * w * sizeof *x), *map = malloc ((size_t) h * w * sizeof *map);
+  if (!e || !x || !map)
+    abort (); /* the loader accepted settings the scorer refuses */
+  for (long i = 0; i < (long) c * h * w; i++)
+    x[i] = 0.5f;
+  if (ae_elbo_map (e, AE_LOSS_MSE, 7, x, map) == -1.0)
+    abort ();
+  free (map);
+  free (x);
+  ae_elbo_free (e);
+}
+
 /* Whatever the model loader accepts must score: settings valid, a latent
  * distance finite and non-negative. */
 static void
@@ -62,6 +87,18 @@ load_model (const unsigned char *buf, size_t size)
       abort ();
     free (z);
     free (scratch);
+  }
+  if (fs.kind == AE_SCORE_ELBO)
+    elbo_score (m, &fs);
+  int c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  if (ae_model_has_map_mean (m) && h * w <= 4096) {
+    float *map = malloc ((size_t) h * w * sizeof *map);
+    for (int i = 0; map && i < h * w; i++)
+      map[i] = 1.0f;
+    if (!map || ae_map_normalise (m, map, h, w) != AE_OK)
+      abort (); /* the loader accepted a mean map that does not apply */
+    free (map);
   }
   ae_model_free (m);
 }

@@ -200,6 +200,63 @@ assert 4 < m["anomaly.val_score_mean"] < 40, m["anomaly.val_score_mean"]
 ' "$T/out"
 fi
 
+# The VAE's negative ELBO: the map averaged over posterior samples plus the
+# KL term, which is never negative, so every frame scores at least its map.
+run "$AE_TRAIN" --task anomaly --arch vae --epochs 1 --latent 8 --score elbo --elbo-samples 4 \
+  --output "$T/elbo.aem" --pipeline "$PIPELINE"
+check "ae-train --arch vae --score elbo succeeds" [ "$rc" -eq 0 -a -s "$T/elbo.aem" ]
+check "ae-train reports the elbo score" grep -q \
+  "frame score elbo: the error map averaged over 4 posterior samples (seed 1) + 1 KL / 784" "$T/out"
+run "$AE_INFO" "$T/elbo.aem"
+check "ae-info shows the elbo settings" grep -q \
+  "frame score: elbo (error map averaged over 4 posterior samples, seed 1, + 0.00127551 x KL, beta 1)" \
+  "$T/out"
+run "$AE_INFO" --json "$T/elbo.aem"
+if command -v python3 >/dev/null 2>&1; then
+  check "elbo score metadata is consistent" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = d["metadata"]
+assert d["latent_gaussian"] == 0 and "anomaly.latent_shrinkage" not in m
+assert m["anomaly.frame_score"] == "elbo" and m["anomaly.elbo.samples"] == 4
+assert m["anomaly.elbo.seed"] == 1 and m["anomaly.elbo.beta"] == 1
+assert 0 < m["anomaly.map_threshold"] < m["anomaly.threshold"], m
+assert m["anomaly.val_count"] == 30 and m["anomaly.val_score_mean"] > 0
+' "$T/out"
+fi
+
+# --pixel-norm: the map divided by its per-pixel mean on the held-out frames,
+# which are also the calibration frames, so their mean-aggregated scores
+# average 1, less what the floor takes from pixels PCA never gets wrong (the
+# images' black corners count their error against 1e-3 of the mean pixel's).
+run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --pixel-norm --output "$T/norm.aem" \
+  --pipeline "$PIPELINE"
+check "ae-train --pixel-norm succeeds" [ "$rc" -eq 0 -a -s "$T/norm.aem" ]
+check "ae-train reports the mean map" \
+  grep -q "anomaly map divided by its per-pixel mean on the 30 calibration frames" "$T/out"
+run "$AE_INFO" "$T/norm.aem"
+check "ae-info shows the mean map" grep -q "anomaly map: divided by the mean map" "$T/out"
+run "$AE_INFO" --json "$T/norm.aem"
+if command -v python3 >/dev/null 2>&1; then
+  check "pixel-normalised held-out scores average 1" python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["metadata"]
+assert 0.95 < m["anomaly.val_score_mean"] < 1 + 1e-3, m["anomaly.val_score_mean"]
+assert m["anomaly.threshold"] > 1
+' "$T/out"
+fi
+run "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --latent 8 --score combined --pixel-norm \
+  --quiet --output "$T/norm-combined.aem" --pipeline "$PIPELINE"
+run "$AE_INFO" --json "$T/norm-combined.aem"
+if command -v python3 >/dev/null 2>&1; then
+  check "--pixel-norm with --score combined: the map part in normalised units" python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["metadata"]
+assert abs(m["anomaly.combined.recon_mean"] - 1) < 2e-3, m["anomaly.combined.recon_mean"]
+assert abs(m["anomaly.val_score_mean"]) < 1e-4 and m["anomaly.map_threshold"] > 1
+' "$T/out"
+fi
+
 # ---- Failures ---------------------------------------------------------------------
 OUT=$T/never.aem
 expect_failure "nonexistent --input" nonzero "$OUT" \
@@ -227,6 +284,21 @@ expect_failure "--score mahalanobis on a fully convolutional model's large laten
 expect_failure "--score combined with --crop" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --arch fconv --crop 16x16 --epochs 1 --score combined \
   --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--score elbo on a model without a sample layer" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --score elbo --output "$OUT" \
+  --pipeline "$PIPELINE"
+expect_failure "--score elbo with --arch pca" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch pca --score elbo --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--elbo-samples 0" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch vae --score elbo --elbo-samples 0 --output "$OUT" \
+  --pipeline "$PIPELINE"
+expect_failure "--elbo-samples without --score elbo" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch vae --elbo-samples 4 --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--pixel-norm with --crop" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch fconv --crop 16x16 --epochs 1 --pixel-norm --output "$OUT" \
+  --pipeline "$PIPELINE"
+expect_failure "--pixel-norm with --task denoise" 2 "$OUT" \
+  "$AE_TRAIN" --task denoise --pixel-norm --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "unreadable --defect-input" 1 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --defect-input "$T/nope.png"
 expect_failure "--lr-schedule steep" 2 "$OUT" \

@@ -1134,8 +1134,26 @@ test_bad_start (void)
 
 /* ---- Latent scores --------------------------------------------------------------------- */
 
-/* A copy of the model at `src` with a Gaussian of `count` fresh textures'
- * latents and the given frame scoring, saved as `name`. */
+/* Whether the model at path refuses frames twice its trained W x H size. */
+static gboolean
+refuses_double_size (const gchar *path)
+{
+  GstBus *bus;
+  gchar *caps = caps_string ("GRAY8", 2 * W, 2 * H);
+  GstHarness *h = harness_new (&bus, caps, "model", path, NULL);
+  guint8 *img = g_new0 (guint8, 4 * W * H);
+  GstBuffer *out = push_frame (h, "GRAY8", 2 * W, 2 * H, 0, img);
+  if (out)
+    gst_buffer_unref (out);
+  harness_free (h, bus);
+  g_free (img);
+  g_free (caps);
+  return out == NULL;
+}
+
+/* A copy of the model at `src` with the given frame scoring, saved as
+ * `name`: for the Gaussian's scores fitted on `count` fresh textures'
+ * latents, for elbo (a VAE) with 4 posterior samples. */
 static gchar *
 scored_copy (const gchar *src, const char *name, ae_score_kind kind, double threshold)
 {
@@ -1146,10 +1164,12 @@ scored_copy (const gchar *src, const char *name, ae_score_kind kind, double thre
   float *x = texture_set (h, w, count, 17);
   ae_error err = { AE_OK, "" };
   ae_dataset d = { x, NULL, count, 1, h, w };
-  ae_frame_scoring fs = { kind, 0.002, 0.001, 10.0, 5.0 };
-  CHECK (ae_latent_fit (m, &d, NULL, count, 0.01, &err) == AE_OK
-         && ae_model_set_frame_scoring (m, &fs, &err) == AE_OK, "%s: latent Gaussian fitted (%s)",
-         name, err.message);
+  ae_frame_scoring fs = { .kind = kind, .recon_mean = 0.002, .recon_std = 0.001,
+                         .mahal_mean = 10.0, .mahal_std = 5.0, .elbo_samples = 4,
+                         .elbo_seed = 2, .elbo_beta = 1.0 };
+  CHECK ((kind == AE_SCORE_ELBO || ae_latent_fit (m, &d, NULL, count, 0.01, &err) == AE_OK)
+         && ae_model_set_frame_scoring (m, &fs, &err) == AE_OK, "%s: %s score set (%s)", name,
+         ae_score_kind_name (kind), err.message);
   ae_model_set_float (m, "anomaly.map_threshold", 0.004);
   gchar *path = save_anomaly_model (m, name, "mean-mse", threshold);
   g_free (x);
@@ -1157,18 +1177,38 @@ scored_copy (const gchar *src, const char *name, ae_score_kind kind, double thre
   return path;
 }
 
+/* The elbo score from libae's parts: the mean of the map over the
+ * posterior samples, plus the weighted KL. */
+static double
+reference_elbo_score (const ae_model *m, const ae_frame_scoring *fs, const float *x, gsize n)
+{
+  float *map = g_new (float, n), *scratch = g_new (float, n);
+  ae_elbo *e = ae_elbo_new_for (m, fs, NULL);
+  double kl = ae_elbo_map (e, AE_LOSS_MSE, 7, x, map);
+  double score = ae_frame_score (fs, ae_score_top_mean (map, n, 1.0f, scratch), kl);
+  ae_elbo_free (e);
+  g_free (scratch);
+  g_free (map);
+  return score;
+}
+
 /* The frame score from libae's parts, as ae-train calibrates it. */
 static double
 reference_latent_score (const ae_model *m, const guint8 *luma, gint w, gint h)
 {
   gsize n = (gsize) w * h;
-  float *x = g_new (float, n), *scratch = g_new (float, ae_model_latent_gaussian (m));
+  float *x = g_new (float, n), *scratch = g_new (float, MAX (ae_model_latent_gaussian (m), 1));
   ae_session *s = ae_session_new (m, 1, h, w, NULL);
   ae_frame_scoring fs;
   ae_model_frame_scoring (m, &fs, NULL);
   to_float (luma, x, n);
-  double d = ae_latent_mahalanobis (m, ae_session_encode (s, x), scratch);
-  double score = ae_frame_score (&fs, reference_score (m, luma, w, h, AE_LOSS_MSE), d);
+  double score;
+  if (fs.kind == AE_SCORE_ELBO) {
+    score = reference_elbo_score (m, &fs, x, n);
+  } else {
+    double d = ae_latent_mahalanobis (m, ae_session_encode (s, x), scratch);
+    score = ae_frame_score (&fs, reference_score (m, luma, w, h, AE_LOSS_MSE), d);
+  }
   ae_session_free (s);
   g_free (scratch);
   g_free (x);
@@ -1217,24 +1257,21 @@ test_latent_score (void)
 {
   gchar *mahal = scored_copy (dense_path, "mahal.aem", AE_SCORE_MAHALANOBIS, 50.0);
   gchar *combined = scored_copy (dense_path, "combined.aem", AE_SCORE_COMBINED, 5.0);
+  gchar *elbo = scored_copy (vae_path, "elbo.aem", AE_SCORE_ELBO, 0.05);
   check_latent_model (mahal, "mahalanobis");
   check_latent_model (combined, "combined");
+  check_latent_model (elbo, "elbo");
+  check_fixed_size_model (elbo, "VAE with the elbo score");
   /* A fully convolutional model's latent grows with the frame: a latent
    * score only runs at the trained size. */
   gchar *fc = scored_copy (model_path, "fconv-mahal.aem", AE_SCORE_MAHALANOBIS, 50.0);
+  CHECK (refuses_double_size (fc), "latent score of a fully convolutional model at another "
+         "size: refused");
   GstBus *bus;
-  gchar *caps = caps_string ("GRAY8", 2 * W, 2 * H);
+  gchar *caps = caps_string ("GRAY8", W, H);
   GstHarness *h = harness_new (&bus, caps, "model", fc, NULL);
-  guint8 *img = g_new0 (guint8, 4 * W * H);
-  GstBuffer *out = push_frame (h, "GRAY8", 2 * W, 2 * H, 0, img);
-  CHECK (out == NULL, "latent score of a fully convolutional model at another size: refused");
-  if (out)
-    gst_buffer_unref (out);
-  harness_free (h, bus);
-  g_free (caps);
-  caps = caps_string ("GRAY8", W, H);
-  h = harness_new (&bus, caps, "model", fc, NULL);
-  out = push_frame (h, "GRAY8", W, H, 0, img);
+  guint8 *img = g_new0 (guint8, W * H);
+  GstBuffer *out = push_frame (h, "GRAY8", W, H, 0, img);
   CHECK (out && isfinite (score_of (out)), "... and runs at the trained size (score %g)",
          score_of (out));
   if (out)
@@ -1245,6 +1282,82 @@ test_latent_score (void)
   g_free (fc);
   g_free (combined);
   g_free (mahal);
+  g_free (elbo);
+}
+
+/* ---- Per-pixel standardised maps -------------------------------------------------------- */
+
+/* The fully convolutional model with the mean MSE map of 32 fresh textures
+ * at its trained size W x H. */
+static gchar *
+map_mean_copy (void)
+{
+  ae_model *m = ae_model_load (model_path, NULL);
+  const gint count = 32;
+  gsize n = (gsize) W * H;
+  float *x = texture_set (H, W, count, 23), *map = g_new (float, n);
+  float *scratch = g_new (float, 8 * n), *mean = g_new0 (float, n);
+  ae_session *s = ae_session_new (m, 1, H, W, NULL);
+  for (gint k = 0; k < count; k++) {
+    ae_error_map (AE_LOSS_MSE, x + k * n, ae_session_forward (s, x + k * n), 1, H, W, 7, map,
+                  scratch);
+    for (gsize i = 0; i < n; i++)
+      mean[i] += map[i] / count;
+  }
+  ae_error err = { AE_OK, "" };
+  CHECK (ae_model_set_map_mean (m, mean, H, W, &err) == AE_OK, "mean map set (%s)", err.message);
+  gchar *path = save_anomaly_model (m, "map-mean.aem", "mean-mse", 3.0);
+  ae_session_free (s);
+  g_free (mean);
+  g_free (scratch);
+  g_free (map);
+  g_free (x);
+  ae_model_free (m);
+  return path;
+}
+
+static void
+test_map_mean (void)
+{
+  gchar *path = map_mean_copy ();
+  ae_model *m = ae_model_load (path, NULL);
+  GstBus *bus;
+  gchar *caps = caps_string ("GRAY8", W, H);
+  GstHarness *h = harness_new (&bus, caps, "model", path, NULL);
+  GRand *rng = g_rand_new_with_seed (31);
+  guint8 img[W * H];
+  float x[W * H], map[W * H], scratch[8 * W * H];
+  ae_session *s = ae_session_new (m, 1, H, W, NULL);
+  double worst = 0, normal = 0, defect = 0;
+  gboolean flagged = FALSE;
+  for (guint i = 0; i < 4; i++) {
+    texture (img, W, H, rng);
+    if (i == 3)
+      add_defect (img, W, 12, 12);
+    to_float (img, x, W * H);
+    ae_error_map (AE_LOSS_MSE, x, ae_session_forward (s, x), 1, H, W, 7, map, scratch);
+    ae_map_normalise (m, map, H, W);
+    double want = ae_score_top_mean (map, W * H, 1.0f, scratch);
+    GstBuffer *out = push_frame (h, "GRAY8", W, H, i, img);
+    worst = MAX (worst, fabs (score_of (out) - want) / want);
+    if (i < 3)
+      normal = MAX (normal, score_of (out));
+    defect = score_of (out);
+    flagged = out && is_anomalous (out);
+    if (out)
+      gst_buffer_unref (out);
+  }
+  CHECK (worst < 1e-5 && normal > 0.3 && normal < 3, "the frame score is the mean of the map "
+         "divided by the mean map (worst relative difference %.2g; normal frames up to %g)",
+         worst, normal);
+  CHECK (defect > normal && flagged, "a defect scores %g, anomalous at threshold 3", defect);
+  harness_free (h, bus);
+  g_free (caps);
+  CHECK (refuses_double_size (path), "a mean map with frames of another size: refused");
+  ae_session_free (s);
+  g_rand_free (rng);
+  ae_model_free (m);
+  g_free (path);
 }
 
 /* New caps mid-stream: everything is rebuilt for the new size. */
@@ -1300,6 +1413,7 @@ static const struct
   { "bad-start", test_bad_start, TRUE },
   { "renegotiation", test_renegotiation, TRUE },
   { "latent-score", test_latent_score, TRUE },
+  { "map-mean", test_map_mean, TRUE },
 };
 
 /* test_aeanomaly [NAME...]: all tests, or the named ones. */

@@ -208,13 +208,13 @@ test_scoring (void)
          "score names");
   CHECK (ae_model_frame_scoring (m, &got, &err) == AE_OK && got.kind == AE_SCORE_RECON,
          "no settings: recon");
-  fs = (ae_frame_scoring) { AE_SCORE_MAHALANOBIS, 0, 0, 0, 0 };
+  fs = (ae_frame_scoring) { .kind = AE_SCORE_MAHALANOBIS };
   CHECK (ae_model_set_frame_scoring (m, &fs, &err) == AE_E_ARG, "latent score needs a fit: %s",
          err.message);
   float *x = gaussian_samples (100, A, MU, 3);
   ae_dataset d = { x, NULL, 100, 1, 2, 2 };
   ae_latent_fit (m, &d, NULL, 100, 0.01, &err);
-  fs = (ae_frame_scoring) { AE_SCORE_COMBINED, 0.5, 0.0, 4.0, 2.0 };
+  fs = (ae_frame_scoring) { .kind = AE_SCORE_COMBINED, .recon_mean = 0.5, .recon_std = 0.0, .mahal_mean = 4.0, .mahal_std = 2.0 };
   CHECK (ae_model_set_frame_scoring (m, &fs, &err) == AE_E_ARG, "zero std refused: %s",
          err.message);
   fs.recon_std = 0.25;
@@ -228,6 +228,275 @@ test_scoring (void)
   got.kind = AE_SCORE_RECON;
   CHECK (ae_frame_score (&got, 1.0, 8.0) == 1.0, "recon ignores the latent");
   free (x);
+  ae_model_free (m);
+}
+
+/* ---- The elbo score (lib/elbo.c) ----------------------------------------------------- */
+
+/* A linear VAE on 1x2x2 frames: the encoder's weights are zero, so mu and
+ * the log-variance are its biases whatever the frame; the decoder is
+ * y = W z + b. Its expected error has a closed form. */
+static const float VAE_MU[2] = { 0.5f, -1.0f };
+static const float VAE_W[D][2] = { { 1.0f, 0.0f }, { 0.5f, -2.0f }, { 0.0f, 0.3f }, { -1.0f, 1.0f } };
+static const float VAE_B[D] = { 0.1f, 0.2f, -0.3f, 0.4f };
+static const float VAE_X[D] = { 0.9f, 0.0f, 0.2f, -1.0f };
+
+static ae_model *
+linear_vae (float logvar0, float logvar1)
+{
+  ae_model *m = ae_model_new ("dense:4,sample,dense:4:linear:1x2x2", 1, 2, 2, 1, NULL);
+  if (!m)
+    return NULL;
+  const ae_layer *enc = &m->layers[0], *dec = &m->layers[2];
+  float *b = m->params + enc->b_off;
+  memset (m->params + enc->w_off, 0, enc->w_n * sizeof (float));
+  b[0] = VAE_MU[0], b[1] = VAE_MU[1], b[2] = logvar0, b[3] = logvar1;
+  memcpy (m->params + dec->w_off, VAE_W, sizeof VAE_W);
+  memcpy (m->params + dec->b_off, VAE_B, sizeof VAE_B);
+  return m;
+}
+
+/* The decoder's error at pixel p for the latent mu + sd * eps. */
+static double
+linear_vae_error (int p, const double sd[2], const double eps[2])
+{
+  double y = VAE_B[p];
+  for (int j = 0; j < 2; j++)
+    y += VAE_W[p][j] * (VAE_MU[j] + sd[j] * eps[j]);
+  return (VAE_X[p] - y) * (VAE_X[p] - y);
+}
+
+static void
+test_elbo_linear (void)
+{
+  const float lv[2] = { logf (0.25f), 0.3f };
+  ae_model *m = linear_vae (lv[0], lv[1]);
+  float map[D];
+  ae_elbo *e = ae_elbo_new (m, 4, 11, NULL);
+  double kl = ae_elbo_map (e, AE_LOSS_MSE, 0, VAE_X, map);
+  /* By hand: 1/2 (ln 4 - 1/2) + 1/2 (e^0.3 - 0.3) = 0.443147 + 0.524929. */
+  CHECK (fabs (kl - 0.968077) < 1e-5, "KL of mu (0.5, -1), variances (1/4, e^0.3): 0.968077 (%.6f)",
+         kl);
+  /* The map is the mean over the 4 samples of the seeded eps (drawn
+   * sample by sample, as ae_elbo_new does). */
+  ae_rng rng;
+  ae_rng_seed (&rng, 11);
+  double want[D] = { 0 }, sd[2] = { exp (0.5 * lv[0]), exp (0.5 * lv[1]) }, worst = 0;
+  for (int k = 0; k < 4; k++) {
+    double eps[2] = { (float) ae_rng_normal (&rng), 0 };
+    eps[1] = (float) ae_rng_normal (&rng);
+    for (int p = 0; p < D; p++)
+      want[p] += linear_vae_error (p, sd, eps) / 4;
+  }
+  for (int p = 0; p < D; p++)
+    worst = fmax (worst, fabs (map[p] - want[p]) / (want[p] + 1e-3));
+  CHECK (worst < 1e-5, "4-sample map = the mean of the 4 decodes' errors (worst relative %.2g)",
+         worst);
+  ae_elbo_free (e);
+  /* Many samples approach the closed form E|x - W z - b|^2 = |x - W mu - b|^2
+   * + sum_j W_pj^2 sigma_j^2: 40 seeds of 64 samples each. */
+  double mean[D] = { 0 }, closed[D];
+  const double zero[2] = { 0, 0 };
+  for (uint64_t seed = 1; seed <= 40; seed++) {
+    e = ae_elbo_new (m, AE_ELBO_SAMPLES_MAX, seed, NULL);
+    ae_elbo_map (e, AE_LOSS_MSE, 0, VAE_X, map);
+    for (int p = 0; p < D; p++)
+      mean[p] += map[p] / 40;
+    ae_elbo_free (e);
+  }
+  worst = 0;
+  for (int p = 0; p < D; p++) {
+    closed[p] = linear_vae_error (p, sd, zero);
+    for (int j = 0; j < 2; j++)
+      closed[p] += VAE_W[p][j] * VAE_W[p][j] * sd[j] * sd[j];
+    worst = fmax (worst, fabs (mean[p] - closed[p]) / closed[p]);
+  }
+  CHECK (worst < 0.06, "2560 posterior samples match the closed-form expected error (worst "
+         "relative %.3f)", worst);
+  ae_model_free (m);
+  /* sigma -> 0: one sample is the deterministic reconstruction, KL its closed form. */
+  m = linear_vae (-40.0f, -40.0f);
+  e = ae_elbo_new (m, 1, 3, NULL);
+  kl = ae_elbo_map (e, AE_LOSS_MSE, 0, VAE_X, map);
+  worst = 0;
+  for (int p = 0; p < D; p++)
+    worst = fmax (worst, fabs (map[p] - linear_vae_error (p, zero, zero)));
+  double kl_want = 0.5 * (VAE_MU[0] * VAE_MU[0] + VAE_MU[1] * VAE_MU[1]) + 2 * 0.5 * (40 - 1);
+  CHECK (worst < 1e-6 && fabs (kl - kl_want) < 1e-4, "L = 1 with sigma ~ 0: the map is |x - W mu "
+         "- b|^2 (worst %.2g), KL %.4f = %.4f", worst, kl, kl_want);
+  ae_elbo_free (e);
+  ae_model_free (m);
+}
+
+/* The VAE preset on 3x8x8 with the log-variance forced to -40: every
+ * sample decodes mu, so the averaged map is the forward pass's (the
+ * batch decode, its layout and the channel transpose agree with it). */
+static void
+test_elbo_preset (void)
+{
+  char spec[1024];
+  ae_arch_preset ("vae", 3, 8, 8, 4, spec, sizeof spec, NULL);
+  ae_model *m = ae_model_new (spec, 3, 8, 8, 5, NULL);
+  const ae_layer *l = &m->layers[ae_model_latent_layer (m) - 1];
+  size_t k = (size_t) l->out_c / 2, in = l->w_n / (size_t) l->out_c;
+  memset (m->params + l->w_off + k * in, 0, k * in * sizeof (float));
+  for (size_t i = k; i < 2 * k; i++)
+    m->params[l->b_off + i] = -40.0f;
+  ae_rng rng;
+  ae_rng_seed (&rng, 8);
+  float x[3 * 64], map[64], want[64], scratch[8 * 64];
+  for (int i = 0; i < 3 * 64; i++)
+    x[i] = (float) ae_rng_uniform (&rng);
+  ae_session *s = ae_session_new (m, 1, 8, 8, NULL);
+  ae_error_map (AE_LOSS_MSE, x, ae_session_forward (s, x), 3, 8, 8, 0, want, scratch);
+  ae_elbo *e = ae_elbo_new (m, 5, 1, NULL);
+  double kl = ae_elbo_map (e, AE_LOSS_MSE, 0, x, map), worst = 0;
+  for (int i = 0; i < 64; i++)
+    worst = fmax (worst, fabs (map[i] - want[i]) / (want[i] + 1e-6));
+  CHECK (worst < 1e-4 && kl > 0, "RGB VAE preset, 5 samples at sigma ~ 0: the forward pass's map "
+         "(worst relative %.2g), KL %.1f", worst, kl);
+  ae_elbo_free (e);
+  ae_session_free (s);
+  ae_model_free (m);
+}
+
+/* Smooth 8x8 frames: a random linear ramp. */
+static void
+ramp (float *x, ae_rng *rng)
+{
+  double a = ae_rng_uniform (rng) - 0.5, b = ae_rng_uniform (rng) - 0.5, c = ae_rng_uniform (rng);
+  for (int y = 0; y < 8; y++)
+    for (int i = 0; i < 8; i++)
+      x[y * 8 + i] = (float) fmin (1.0, fmax (0.0, 0.25 + 0.5 * c + (a * i + b * y) / 14.0));
+}
+
+static double
+elbo_score (ae_elbo *e, const ae_frame_scoring *fs, const float *x)
+{
+  float map[64], scratch[64];
+  double kl = ae_elbo_map (e, AE_LOSS_MSE, 0, x, map);
+  return ae_frame_score (fs, ae_map_score (map, map, 64, 1.0f, scratch), kl);
+}
+
+static void
+test_elbo_trained (void)
+{
+  ae_model *m = ae_model_new ("dense:32:lrelu,dense:8,sample,dense:32:lrelu,dense:64:sigmoid:1x8x8",
+                              1, 8, 8, 2, NULL);
+  enum { N = 600, T = 20 };
+  float *x = malloc (N * 64 * sizeof *x), far[T][64];
+  ae_rng rng;
+  ae_rng_seed (&rng, 21);
+  for (int k = 0; k < N; k++)
+    ramp (x + k * 64, &rng);
+  ae_dataset d = { x, NULL, N, 1, 8, 8 };
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = 30;
+  o.batch = 32;
+  o.threads = 1;
+  CHECK (ae_train (m, &d, &o, NULL, NULL) == AE_OK, "a small dense VAE trains on ramps");
+  ae_frame_scoring fs = { .kind = AE_SCORE_ELBO, .elbo_samples = 8, .elbo_seed = 5,
+                          .elbo_beta = o.kl_beta }, got;
+  ae_error err;
+  CHECK (ae_model_set_frame_scoring (m, &fs, &err) == AE_OK
+         && ae_model_frame_scoring (m, &got, &err) == AE_OK && got.kind == AE_SCORE_ELBO
+         && got.elbo_samples == 8 && got.elbo_seed == 5 && got.elbo_beta == o.kl_beta
+         && fabs (got.kl_weight - o.kl_beta / 64.0) < 1e-15,
+         "elbo settings stored and read back, KL weight beta / 64");
+  CHECK (fabs (ae_frame_score (&got, 0.25, 3.2) - (0.25 + 3.2 * got.kl_weight)) < 1e-15,
+         "elbo = map score + KL weight x KL");
+  ae_elbo *e = ae_elbo_new_for (m, &got, &err), *twin = ae_elbo_new_for (m, &got, &err);
+  double normal_max = 0, far_min = INFINITY;
+  for (int k = 0; k < T; k++) {
+    ramp (far[k], &rng); /* fresh normal frames */
+    normal_max = fmax (normal_max, elbo_score (e, &got, far[k]));
+    for (int i = 0; i < 64; i++)
+      far[k][i] = (float) ae_rng_uniform (&rng);
+    far_min = fmin (far_min, elbo_score (e, &got, far[k]));
+  }
+  CHECK (far_min > normal_max, "noise frames score above unseen ramps (lowest %.4f > highest "
+         "%.4f)", far_min, normal_max);
+  /* Determinism: a twin scorer, and the same frame after others, give the
+   * same bits; another seed other samples. */
+  float a[64], b[64], c[64];
+  double kla = ae_elbo_map (e, AE_LOSS_MSE, 0, x, a);
+  ae_elbo_map (e, AE_LOSS_MSE, 0, x + 64, c);
+  double klb = ae_elbo_map (twin, AE_LOSS_MSE, 0, x, b);
+  double klc = ae_elbo_map (e, AE_LOSS_MSE, 0, x, c);
+  CHECK (kla == klb && klb == klc && memcmp (a, b, sizeof a) == 0 && memcmp (a, c, sizeof a) == 0,
+         "same seed, same frame: the same map and KL, whatever was scored in between");
+  ae_elbo_free (twin);
+  twin = ae_elbo_new (m, 8, 6, NULL);
+  ae_elbo_map (twin, AE_LOSS_MSE, 0, x, b);
+  CHECK (memcmp (a, b, sizeof a) != 0, "another seed: other samples, another map");
+  ae_elbo_free (twin);
+  ae_elbo_free (e);
+  free (x);
+  ae_model_free (m);
+}
+
+static void
+test_elbo_refusals (void)
+{
+  ae_model *plain = identity_model (), *vae = linear_vae (0.0f, 0.0f);
+  ae_error err = { AE_OK, "" };
+  CHECK (!ae_elbo_new (plain, 8, 1, &err) && err.status == AE_E_ARG, "no sample layer: %s",
+         err.message);
+  CHECK (!ae_elbo_new (vae, 0, 1, &err) && err.status == AE_E_ARG
+         && !ae_elbo_new (vae, AE_ELBO_SAMPLES_MAX + 1, 1, &err), "samples outside 1..%d: %s",
+         AE_ELBO_SAMPLES_MAX, err.message);
+  ae_model *res = ae_model_new ("dense:8,sample,dense:4:linear:1x2x2,residual", 1, 2, 2, 1, NULL);
+  CHECK (res && !ae_elbo_new (res, 8, 1, &err) && err.status == AE_E_ARG,
+         "a residual layer after the sample layer: %s", err.message);
+  ae_model_free (res);
+  ae_frame_scoring fs = { .kind = AE_SCORE_ELBO, .elbo_samples = 8, .elbo_beta = 1.0 };
+  CHECK (ae_model_set_frame_scoring (plain, &fs, &err) == AE_E_ARG, "elbo settings refused for "
+         "a model without a sample layer: %s", err.message);
+  fs.elbo_beta = -1.0;
+  CHECK (ae_model_set_frame_scoring (vae, &fs, &err) == AE_E_ARG, "negative beta: %s",
+         err.message);
+  fs.elbo_beta = NAN;
+  CHECK (ae_model_set_frame_scoring (vae, &fs, &err) == AE_E_ARG, "NaN beta: %s", err.message);
+  fs.elbo_beta = 1.0;
+  fs.elbo_samples = 0;
+  CHECK (ae_model_set_frame_scoring (vae, &fs, &err) == AE_E_ARG, "zero samples: %s",
+         err.message);
+  fs.elbo_samples = 8;
+  fs.elbo_seed = UINT64_MAX;
+  CHECK (ae_model_set_frame_scoring (vae, &fs, &err) == AE_E_ARG, "seed of 2^64 - 1: %s",
+         err.message);
+  ae_model_free (vae);
+  ae_model_free (plain);
+}
+
+/* ---- Per-pixel standardised maps (lib/map_norm.c) -------------------------------------- */
+
+static void
+test_map_mean (void)
+{
+  ae_model *m = identity_model ();
+  ae_error err = { AE_OK, "" };
+  float mean[D] = { 0.5f, 0.25f, 0.0f, 0.25f }, map[D] = { 1.0f, 1.0f, 1.0f, 1.0f };
+  CHECK (!ae_model_has_map_mean (m) && ae_map_normalise (m, map, 2, 2) == AE_E_ARG,
+         "no mean map: nothing to divide by");
+  CHECK (ae_model_set_map_mean (m, mean, 1, 4, &err) == AE_E_SHAPE, "another size: %s",
+         err.message);
+  float bad[D] = { 0.5f, -0.1f, 0.0f, 0.2f };
+  CHECK (ae_model_set_map_mean (m, bad, 2, 2, &err) == AE_E_ARG, "a negative value: %s",
+         err.message);
+  bad[1] = NAN;
+  CHECK (ae_model_set_map_mean (m, bad, 2, 2, &err) == AE_E_ARG, "NaN: %s", err.message);
+  float zero[D] = { 0 };
+  CHECK (ae_model_set_map_mean (m, zero, 2, 2, &err) == AE_E_ARG, "all zero: %s", err.message);
+  CHECK (ae_model_set_map_mean (m, mean, 2, 2, &err) == AE_OK && ae_model_has_map_mean (m),
+         "mean map set");
+  /* The zero pixel is raised to 1e-3 of the mean value 0.25. */
+  CHECK (ae_map_normalise (m, map, 2, 2) == AE_OK && map[0] == 2.0f && map[1] == 4.0f
+         && fabsf (map[2] - 4000.0f) < 0.01f && map[3] == 4.0f,
+         "map / mean map, the zero pixel floored at 1e-3 of the mean (%g %g %g %g)", map[0],
+         map[1], map[2], map[3]);
+  CHECK (ae_map_normalise (m, map, 4, 1) == AE_E_SHAPE, "normalising another size: refused");
   ae_model_free (m);
 }
 
@@ -250,10 +519,25 @@ scored_model (void)
   o.epochs = 1;
   ae_train (m, &d, &o, NULL, NULL);
   ae_latent_fit (m, &d, NULL, 200, 0.01, NULL);
-  ae_frame_scoring fs = { AE_SCORE_COMBINED, 0.05, 0.01, 6.0, 3.0 };
+  ae_frame_scoring fs = { .kind = AE_SCORE_COMBINED, .recon_mean = 0.05, .recon_std = 0.01, .mahal_mean = 6.0, .mahal_std = 3.0 };
   ae_model_set_frame_scoring (m, &fs, NULL);
   free (x);
   return m;
+}
+
+/* Saves the model loaded from path next to it and compares the bytes. */
+static void
+check_writes_back (const ae_model *l, const char *path)
+{
+  char copy[700];
+  snprintf (copy, sizeof copy, "%s.copy", path);
+  size_t n1 = 0, n2 = 0;
+  ae_model_save (l, copy, NULL);
+  void *a = read_all (path, &n1), *b = read_all (copy, &n2);
+  CHECK (a && b && n1 == n2 && memcmp (a, b, n1) == 0, "written back byte for byte");
+  free (a);
+  free (b);
+  unlink (copy);
 }
 
 static void
@@ -280,15 +564,7 @@ test_round_trip (const char *path)
          "same distance after loading (%g)", ae_latent_mahalanobis (l, z, s2));
   CHECK (ae_model_frame_scoring (l, &fs, &err) == AE_OK && fs.kind == AE_SCORE_COMBINED
          && fs.mahal_std == 3.0, "combined settings survive");
-  char copy[700];
-  snprintf (copy, sizeof copy, "%s.copy", path);
-  size_t n1 = 0, n2 = 0;
-  ae_model_save (l, copy, &err);
-  void *a = read_all (path, &n1), *b = read_all (copy, &n2);
-  CHECK (a && b && n1 == n2 && memcmp (a, b, n1) == 0, "written back byte for byte");
-  free (a);
-  free (b);
-  unlink (copy);
+  check_writes_back (l, path);
   ae_model_free (l);
   ae_model_free (m);
 }
@@ -321,6 +597,18 @@ expect_rejected (const char *path, const char *out, edit_fn edit, const char *wh
   ae_meta_free (&meta);
   free (img);
   unlink (out);
+}
+
+typedef struct {
+  edit_fn fn;
+  const char *what;
+} edit_case;
+
+static void
+expect_all_rejected (const char *path, const char *out, const edit_case *cases, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    expect_rejected (path, out, cases[i].fn, cases[i].what);
 }
 
 static void
@@ -389,17 +677,18 @@ unknown_score (ae_meta *meta, aem_tensor *t, size_t *n)
   ae_meta_set_str (meta, "anomaly.frame_score", "knn");
 }
 
+/* The metadata with `key` dropped, or turned into the integer 2. */
 static void
-score_as_int (ae_meta *meta, aem_tensor *t, size_t *n)
+drop_or_retype (ae_meta *meta, const char *key, int drop)
 {
-  (void) t, (void) n;
   ae_meta m2;
   ae_meta_init (&m2);
   for (size_t i = 0; i < meta->n; i++) {
     const ae_meta_entry *e = &meta->v[i];
-    if (strcmp (e->key, "anomaly.frame_score") == 0)
-      ae_meta_set_int (&m2, e->key, 2);
-    else if (e->type == AE_META_INT)
+    if (strcmp (e->key, key) == 0) {
+      if (!drop)
+        ae_meta_set_int (&m2, e->key, 2);
+    } else if (e->type == AE_META_INT)
       ae_meta_set_int (&m2, e->key, e->i);
     else if (e->type == AE_META_FLOAT)
       ae_meta_set_float (&m2, e->key, e->f);
@@ -408,6 +697,13 @@ score_as_int (ae_meta *meta, aem_tensor *t, size_t *n)
   }
   ae_meta_free (meta);
   *meta = m2;
+}
+
+static void
+score_as_int (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  drop_or_retype (meta, "anomaly.frame_score", 0);
 }
 
 static void
@@ -425,12 +721,203 @@ nan_mean (ae_meta *meta, aem_tensor *t, size_t *n)
 }
 
 static void
+map_mean_zero (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  t[*n - 1].data[5] = 0.0f;
+}
+
+static void
+map_mean_negative (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  t[*n - 1].data[0] = -0.01f;
+}
+
+static void
+map_mean_nan (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  t[*n - 1].data[63] = NAN;
+}
+
+static void
+map_mean_transposed (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  t[*n - 1].shape[0] = 4;
+  t[*n - 1].shape[1] = 16;
+}
+
+static void
+map_mean_renamed (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  snprintf (t[*n - 1].name, sizeof t[*n - 1].name, "map.var");
+}
+
+/* Rotates the last three tensors: map.mean, latent.mean, latent.whiten. */
+static void
+map_mean_first (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  aem_tensor last = t[*n - 1];
+  t[*n - 1] = t[*n - 2];
+  t[*n - 2] = t[*n - 3];
+  t[*n - 3] = last;
+}
+
+/* Drops latent.whiten: latent.mean alone, then map.mean. */
+static void
+map_mean_twice (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) meta;
+  aem_tensor whiten = t[*n - 2];
+  t[*n - 2] = t[*n - 1];
+  t[*n - 1] = whiten;
+  *n -= 1;
+}
+
+static void
+elbo_on_plain (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  ae_meta_set_str (meta, "anomaly.frame_score", "elbo");
+  ae_meta_set_int (meta, "anomaly.elbo.samples", 8);
+  ae_meta_set_int (meta, "anomaly.elbo.seed", 1);
+  ae_meta_set_float (meta, "anomaly.elbo.beta", 1.0);
+}
+
+static void
+elbo_no_beta (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  drop_or_retype (meta, "anomaly.elbo.beta", 1);
+}
+
+static void
+elbo_beta_as_int (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  drop_or_retype (meta, "anomaly.elbo.beta", 0);
+}
+
+static void
+elbo_no_samples (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  drop_or_retype (meta, "anomaly.elbo.samples", 1);
+}
+
+static void
+elbo_zero_samples (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  ae_meta_set_int (meta, "anomaly.elbo.samples", 0);
+}
+
+static void
+elbo_many_samples (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  ae_meta_set_int (meta, "anomaly.elbo.samples", AE_ELBO_SAMPLES_MAX + 1);
+}
+
+static void
+elbo_negative_seed (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  ae_meta_set_int (meta, "anomaly.elbo.seed", -1);
+}
+
+static void
+elbo_negative_beta (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  ae_meta_set_float (meta, "anomaly.elbo.beta", -0.5);
+}
+
+static void
+elbo_inf_beta (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  ae_meta_set_float (meta, "anomaly.elbo.beta", INFINITY);
+}
+
+/* The scored model plus a mean map of its build size, saved to path. */
+static void
+test_map_mean_file (const char *path, const char *out)
+{
+  ae_model *m = scored_model ();
+  float mean[64];
+  for (int i = 0; i < 64; i++)
+    mean[i] = 0.01f + 0.001f * (float) i;
+  ae_error err = { AE_OK, "" };
+  CHECK (ae_model_set_map_mean (m, mean, 8, 8, &err) == AE_OK && ae_model_save (m, path, &err)
+         == AE_OK, "model with a Gaussian and a mean map saved (%s)", err.message);
+  ae_model *l = ae_model_load (path, &err);
+  float a[64], b[64];
+  for (int i = 0; i < 64; i++)
+    a[i] = b[i] = 0.5f;
+  CHECK (l && ae_model_has_map_mean (l) && ae_model_latent_gaussian (l) == 6
+         && ae_map_normalise (m, a, 8, 8) == AE_OK && ae_map_normalise (l, b, 8, 8) == AE_OK
+         && memcmp (a, b, sizeof a) == 0, "both survive save and load (%s)", l ? "" : err.message);
+  if (l)
+    check_writes_back (l, path);
+  ae_model_free (l);
+  ae_model_free (m);
+  static const edit_case cases[] = {
+    { map_mean_zero, "a zero in map.mean" },
+    { map_mean_negative, "a negative value in map.mean" },
+    { map_mean_nan, "NaN in map.mean" },
+    { map_mean_transposed, "map.mean of shape [4, 16]" },
+    { map_mean_renamed, "map.mean misnamed" },
+    { map_mean_first, "map.mean before the latent tensors" },
+    { map_mean_twice, "a tensor after map.mean" },
+  };
+  expect_all_rejected (path, out, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* The linear VAE with elbo settings, saved to path; it loads back with them. */
+static void
+test_elbo_file (const char *path, const char *out)
+{
+  ae_model *m = linear_vae (-1.0f, 0.5f);
+  ae_frame_scoring fs = { .kind = AE_SCORE_ELBO, .elbo_samples = 3, .elbo_seed = 9,
+                          .elbo_beta = 0.5 }, got;
+  ae_error err = { AE_OK, "" };
+  CHECK (ae_model_set_frame_scoring (m, &fs, &err) == AE_OK && ae_model_save (m, path, &err)
+         == AE_OK, "VAE with an elbo score saved (%s)", err.message);
+  ae_model *l = ae_model_load (path, &err);
+  CHECK (l && ae_model_frame_scoring (l, &got, &err) == AE_OK && got.kind == AE_SCORE_ELBO
+         && got.elbo_samples == 3 && got.elbo_seed == 9 && got.elbo_beta == 0.5
+         && got.kl_weight == 0.5 / 4, "elbo settings survive save and load");
+  float a[D], b[D];
+  ae_elbo *e1 = ae_elbo_new_for (m, &fs, NULL), *e2 = l ? ae_elbo_new_for (l, &got, NULL) : NULL;
+  CHECK (e1 && e2 && ae_elbo_map (e1, AE_LOSS_MSE, 0, VAE_X, a)
+         == ae_elbo_map (e2, AE_LOSS_MSE, 0, VAE_X, b) && memcmp (a, b, sizeof a) == 0,
+         "the loaded model scores bit for bit as the saved one");
+  ae_elbo_free (e1);
+  ae_elbo_free (e2);
+  ae_model_free (l);
+  ae_model_free (m);
+  static const edit_case cases[] = {
+    { elbo_no_beta, "elbo without anomaly.elbo.beta" },
+    { elbo_beta_as_int, "anomaly.elbo.beta an integer" },
+    { elbo_no_samples, "elbo without anomaly.elbo.samples" },
+    { elbo_zero_samples, "elbo with 0 samples" },
+    { elbo_many_samples, "elbo with too many samples" },
+    { elbo_negative_seed, "elbo with a negative seed" },
+    { elbo_negative_beta, "elbo with a negative beta" },
+    { elbo_inf_beta, "elbo with an infinite beta" },
+  };
+  expect_all_rejected (path, out, cases, sizeof cases / sizeof cases[0]);
+}
+
+static void
 test_rejections (const char *path, const char *out)
 {
-  static const struct {
-    edit_fn fn;
-    const char *what;
-  } cases[] = {
+  static const edit_case cases[] = {
     { drop_whiten, "latent.whiten missing" },
     { drop_both, "combined score without its tensors" },
     { swap_order, "latent tensors in the wrong order" },
@@ -443,13 +930,38 @@ test_rejections (const char *path, const char *out)
     { score_as_int, "anomaly.frame_score not a string" },
     { zero_std, "zero combined std" },
     { nan_mean, "NaN combined mean" },
+    { elbo_on_plain, "elbo score on a model without a sample layer" },
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    expect_rejected (path, out, cases[i].fn, cases[i].what);
+  expect_all_rejected (path, out, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* A loaded model's frame score can be computed: a finite distance for a
+ * Gaussian, an elbo scorer that maps a frame. */
+static int
+scores_cleanly (const ae_model *m)
+{
+  float z[6] = { 0 }, s[6];
+  ae_frame_scoring fs;
+  if (ae_model_frame_scoring (m, &fs, NULL) != AE_OK)
+    return 0;
+  int c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  float ones[64] = { 1.0f };
+  if (ae_model_has_map_mean (m) && (h * w > 64 || ae_map_normalise (m, ones, h, w) != AE_OK))
+    return 0;
+  if (ae_score_kind_uses_gaussian (fs.kind))
+    return ae_model_latent_gaussian (m) <= 6 && isfinite (ae_latent_mahalanobis (m, z, s));
+  if (fs.kind != AE_SCORE_ELBO)
+    return 1;
+  ae_elbo *e = c * h * w == D ? ae_elbo_new_for (m, &fs, NULL) : NULL;
+  float map[D];
+  int ok = e && ae_elbo_map (e, AE_LOSS_MSE, 0, VAE_X, map) != -1.0;
+  ae_elbo_free (e);
+  return ok;
 }
 
 /* Random byte changes with the CRC fixed, so the structural and model
- * checks must catch them; whatever loads must have a usable Gaussian. */
+ * checks must catch them; whatever loads must score. */
 static void
 test_corruption (const char *path, int rounds)
 {
@@ -476,20 +988,16 @@ test_corruption (const char *path, int rounds)
     ae_error err = { AE_OK, "" };
     ae_model *m = ae_model_load_memory (p, len, &err);
     if (m) {
-      float z[6] = { 0 }, s[6];
-      ae_frame_scoring fs;
       loaded++;
-      if (ae_model_frame_scoring (m, &fs, &err) != AE_OK
-          || (fs.kind != AE_SCORE_RECON && !isfinite (ae_latent_mahalanobis (m, z, s))))
-        unclean++;
+      unclean += !scores_cleanly (m);
     } else if (err.status != AE_E_FORMAT || !err.message[0]) {
       unclean++;
     }
     ae_model_free (m);
     free (p);
   }
-  CHECK (img && unclean == 0, "%d corruptions of a scored model: clean rejections, %d loaded "
-         "and usable", rounds, loaded);
+  CHECK (img && unclean == 0, "%d corruptions of %s: clean rejections, %d loaded and usable",
+         rounds, path, loaded);
   free (img);
 }
 
@@ -499,16 +1007,29 @@ main (void)
   char dir[] = "/tmp/ae-test-latent-XXXXXX";
   if (!mkdtemp (dir))
     return 2;
-  char path[600], out[600];
+  char path[600], out[600], elbo[600], norm[600];
   snprintf (path, sizeof path, "%s/scored.aem", dir);
+  snprintf (norm, sizeof norm, "%s/norm.aem", dir);
+  snprintf (elbo, sizeof elbo, "%s/elbo.aem", dir);
   snprintf (out, sizeof out, "%s/edited.aem", dir);
   test_fit ();
   test_scoring ();
   test_round_trip (path);
   test_rejections (path, out);
+  test_elbo_linear ();
+  test_elbo_preset ();
+  test_elbo_trained ();
+  test_elbo_refusals ();
+  test_elbo_file (elbo, out);
+  test_map_mean ();
+  test_map_mean_file (norm, out);
   const char *env = getenv ("AE_TEST_CORRUPTIONS");
   test_corruption (path, env ? atoi (env) : 3000);
+  test_corruption (elbo, env ? atoi (env) : 3000);
+  test_corruption (norm, env ? atoi (env) : 3000);
   unlink (path);
+  unlink (norm);
+  unlink (elbo);
   rmdir (dir);
   return CHECK_DONE ();
 }

@@ -117,6 +117,24 @@ print_layers (const ae_model *m)
   }
 }
 
+/* The map and frame score aeanomaly computes, when they are not the plain
+ * error map and its aggregate. */
+static void
+print_frame_score (const ae_model *m)
+{
+  ae_frame_scoring fs;
+  if (ae_model_has_map_mean (m))
+    printf ("anomaly map: divided by the mean map of normal frames (map.mean)\n");
+  if (ae_model_frame_scoring (m, &fs, NULL) != AE_OK || fs.kind == AE_SCORE_RECON)
+    return;
+  printf ("frame score: %s", ae_score_kind_name (fs.kind));
+  if (fs.kind == AE_SCORE_ELBO)
+    printf (" (error map averaged over %d posterior samples, seed %" G_GUINT64_FORMAT
+            ", + %g x KL, beta %g)", fs.elbo_samples, (guint64) fs.elbo_seed, fs.kl_weight,
+            fs.elbo_beta);
+  printf ("\n");
+}
+
 static void
 print_text (const char *path, const ae_model *m)
 {
@@ -134,7 +152,9 @@ print_text (const char *path, const ae_model *m)
   printf ("latent:     %zu values", ae_model_latent_size (m, h, w));
   if (ae_model_latent_gaussian (m))
     printf (" (Gaussian of normal latents stored: latent.mean, latent.whiten)");
-  printf ("\nparameters: %zu\n\n", ae_model_param_count (m));
+  printf ("\nparameters: %zu\n", ae_model_param_count (m));
+  print_frame_score (m);
+  printf ("\n");
   print_metadata (m);
   printf ("\n");
   print_layers (m);

@@ -45,10 +45,10 @@ typedef struct {
   /* As given on the command line (NULL when absent). */
   gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s, *crop_s;
   gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline, *score_s;
-  gint channels, latent, epochs, batch, threads, repeat, smooth;
+  gint channels, latent, epochs, batch, threads, repeat, smooth, elbo_samples;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate, synthetic_defects, shrinkage;
-  gboolean quiet, flip;
+  gboolean quiet, flip, pixel_norm;
   gchar **rest;
   gchar **meta; /* --meta KEY=VALUE, kept as given */
 
@@ -78,6 +78,7 @@ options_init (options *o)
   o->calibrate = 99.5;
   o->smooth = 2;
   o->shrinkage = DEFAULT_SHRINKAGE;
+  o->elbo_samples = -1; /* unset: AE_ELBO_SAMPLES_DEFAULT */
 }
 
 static void
@@ -308,11 +309,15 @@ check_anomaly_options (options *o)
   if (o->aggregate && !ae_aggregate_from_name (o->aggregate, &o->top_fraction))
     complain ("bad --aggregate '%s': expected mean, max or top:P with 0 < P < 100", o->aggregate);
   else if (o->score_s && !ae_score_kind_from_name (o->score_s, &o->score))
-    complain ("bad --score '%s': expected recon, mahalanobis or combined", o->score_s);
+    complain ("bad --score '%s': expected recon, mahalanobis, combined or elbo", o->score_s);
+  else if (o->elbo_samples != -1 && o->score != AE_SCORE_ELBO)
+    complain ("--elbo-samples needs --score elbo");
+  else if (o->elbo_samples != -1 && (o->elbo_samples < 1 || o->elbo_samples > AE_ELBO_SAMPLES_MAX))
+    complain ("--elbo-samples must be 1 to %d, got %d", AE_ELBO_SAMPLES_MAX, o->elbo_samples);
   else if (!(o->shrinkage >= 0 && o->shrinkage <= 1))
     complain ("--latent-shrinkage must be in [0, 1], got %g", o->shrinkage);
-  else if (o->task != TASK_ANOMALY && o->score_s)
-    complain ("--score needs --task anomaly");
+  else if (o->task != TASK_ANOMALY && (o->score_s || o->pixel_norm))
+    complain ("%s needs --task anomaly", o->score_s ? "--score" : "--pixel-norm");
   else if (o->defect_input && o->defect_pipeline)
     complain ("give at most one of --defect-input and --defect-pipeline");
   else if ((o->defect_input && !*o->defect_input) || (o->defect_pipeline && !*o->defect_pipeline))
@@ -397,7 +402,14 @@ parse_options (options *o, int argc, char **argv)
     { "score", 0, 0, G_OPTION_ARG_STRING, &o->score_s,
       "Anomaly frame score: recon (the aggregated error map), mahalanobis (distance of the "
       "latent to a Gaussian fitted on the training frames' latents) or combined (sum of both, "
-      "each standardised on the validation frames), default recon", "KIND" },
+      "each standardised on the validation frames); for a VAE (--arch vae) elbo (the negative "
+      "ELBO: the error map averaged over posterior samples plus the KL term), default recon",
+      "KIND" },
+    { "pixel-norm", 0, 0, G_OPTION_ARG_NONE, &o->pixel_norm,
+      "Divide the anomaly map by each pixel's mean on the held-out normal frames (a per-pixel "
+      "standardised error; frames at the model's size only)", NULL },
+    { "elbo-samples", 0, 0, G_OPTION_ARG_INT, &o->elbo_samples,
+      "--score elbo: posterior samples decoded per frame, default 8", "L" },
     { "latent-shrinkage", 0, 0, G_OPTION_ARG_DOUBLE, &o->shrinkage,
       "Shrinkage of the latent covariance towards a multiple of the identity, in [0, 1], "
       "default 0.01", "A" },
@@ -725,39 +737,92 @@ summarize_scores (const float *scores, size_t n, double p, float *scratch, calib
   cal->threshold = cal->percentile_threshold = ae_percentile (scores, n, p, scratch);
 }
 
-/* Frame scores of n frames of d (those listed in idx, or the first n), as
- * aeanomaly computes them: error map, smoothing, aggregation, and with a
- * latent score the Mahalanobis distance of the frame's latent, combined as
- * fs says. recon and mahal, when not NULL, receive the two parts (mahal
- * needs the model's latent Gaussian). */
+/* What scores frames at the training size: a session for the error map and
+ * the latent, or for the elbo score its own scorer. */
+typedef struct {
+  const ae_model *m;
+  ae_frame_scoring fs;
+  ae_session *s;
+  ae_elbo *elbo;
+} frame_scorer;
+
 static gboolean
-score_frames (const options *o, const ae_model *m, const ae_frame_scoring *fs, ae_session *s,
-              const ae_dataset *d, const size_t *idx, size_t n, float *scores, double *recon,
-              double *mahal)
+scorer_open (const ae_model *m, const ae_frame_scoring *fs, const ae_dataset *d,
+             frame_scorer *sc)
+{
+  ae_error err = { 0 };
+  *sc = (frame_scorer) { .m = m, .fs = *fs };
+  sc->s = ae_session_new (m, 1, d->height, d->width, &err);
+  if (sc->s && fs->kind == AE_SCORE_ELBO)
+    sc->elbo = ae_elbo_new_for (m, fs, &err);
+  if (sc->s && (sc->elbo || fs->kind != AE_SCORE_ELBO))
+    return TRUE;
+  complain ("scoring: %s", err.message);
+  ae_session_free (sc->s);
+  return FALSE;
+}
+
+static void
+scorer_close (frame_scorer *sc)
+{
+  ae_elbo_free (sc->elbo);
+  ae_session_free (sc->s);
+}
+
+/* One frame's anomaly map as aeanomaly computes it: the error map (for
+ * elbo averaged over the posterior samples, *kl set), divided by the
+ * model's mean map when it has one. */
+static ae_status
+frame_map (const options *o, frame_scorer *sc, const ae_dataset *d, const float *x, float *map,
+           float *scratch, double *kl)
+{
+  ae_loss kind = o->loss == AE_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
+  ae_status st;
+  if (sc->elbo) {
+    *kl = ae_elbo_map (sc->elbo, kind, SSIM_WINDOW, x, map);
+    st = *kl >= 0 ? AE_OK : AE_E_ARG;
+  } else {
+    st = ae_error_map (kind, x, ae_session_forward (sc->s, x), d->channels, d->height, d->width,
+                       SSIM_WINDOW, map, scratch);
+  }
+  if (st == AE_OK && ae_model_has_map_mean (sc->m))
+    st = ae_map_normalise (sc->m, map, d->height, d->width);
+  if (st != AE_OK)
+    complain ("cannot compute the %s anomaly map", ae_loss_name (kind));
+  return st;
+}
+
+/* Frame scores of n frames of d (those listed in idx, or the first n), as
+ * aeanomaly computes them: the anomaly map (frame_map), smoothing,
+ * aggregation, and the latent term (the Mahalanobis distance of the
+ * frame's latent, or the KL divergence for elbo), combined as the scorer's
+ * settings say. recon and latent, when not NULL, receive the two parts (a
+ * Mahalanobis distance needs the model's Gaussian). */
+static gboolean
+score_frames (const options *o, frame_scorer *sc, const ae_dataset *d, const size_t *idx,
+              size_t n, float *scores, double *recon, double *latent)
 {
   size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
-  size_t latent = ae_session_latent_size (s);
-  ae_loss kind = o->loss == AE_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
-  gboolean need_latent = mahal || fs->kind != AE_SCORE_RECON;
+  size_t values = ae_session_latent_size (sc->s);
+  gboolean need_distance = !sc->elbo && (latent || ae_score_kind_uses_gaussian (sc->fs.kind));
   float *map = g_new (float, pixels), *smooth = g_new (float, pixels);
-  float *scratch = g_new (float, MAX (MAX (8 * pixels, pixels + d->width), latent));
+  float *scratch = g_new (float, MAX (MAX (8 * pixels, pixels + d->width), values));
   ae_status st = AE_OK;
   for (size_t k = 0; k < n && st == AE_OK; k++) {
     const float *x = d->x + (idx ? idx[k] : k) * per;
-    st = ae_error_map (kind, x, ae_session_forward (s, x), d->channels, d->height, d->width,
-                       SSIM_WINDOW, map, scratch);
+    double lat = 0;
+    st = frame_map (o, sc, d, x, map, scratch, &lat);
     ae_map_smooth (map, smooth, d->width, d->height, o->smooth, scratch);
     double r = ae_map_score (map, smooth, pixels, o->top_fraction, scratch);
-    double dist = need_latent ? ae_latent_mahalanobis (m, ae_session_encode (s, x), scratch) : 0;
+    if (need_distance)
+      lat = ae_latent_mahalanobis (sc->m, ae_session_encode (sc->s, x), scratch);
     if (recon)
       recon[k] = r;
-    if (mahal)
-      mahal[k] = dist;
+    if (latent)
+      latent[k] = lat;
     if (scores)
-      scores[k] = (float) ae_frame_score (fs, r, dist);
+      scores[k] = (float) ae_frame_score (&sc->fs, r, lat);
   }
-  if (st != AE_OK)
-    complain ("calibration: cannot compute the %s error map", ae_loss_name (kind));
   g_free (scratch);
   g_free (smooth);
   g_free (map);
@@ -823,21 +888,23 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
       idx[n] = n;
 
   ae_error err = { 0 };
-  ae_session *s = ae_session_new (model, 1, d->height, d->width, &err);
-  if (!s) {
+  ae_frame_scoring fs;
+  frame_scorer sc;
+  if (ae_model_frame_scoring (model, &fs, &err) != AE_OK)
     complain ("calibration: %s", err.message);
+  else if (scorer_open (model, &fs, d, &sc))
+    err.status = AE_OK;
+  else
+    err.status = AE_E_ARG;
+  if (err.status != AE_OK) {
     g_free (idx);
     return EXIT_FAILURE;
   }
   float *scores = g_new (float, n), *sorted = g_new (float, n);
   float *bad_scores = g_new (float, bad->count + 1);
-  ae_frame_scoring fs;
-  gboolean ok = ae_model_frame_scoring (model, &fs, &err) == AE_OK;
-  if (!ok)
-    complain ("calibration: %s", err.message);
   double *recon = g_new (double, n);
-  ok = ok && score_frames (o, model, &fs, s, d, idx, n, scores, recon, NULL)
-       && score_frames (o, model, &fs, s, bad, NULL, bad->count, bad_scores, NULL, NULL);
+  gboolean ok = score_frames (o, &sc, d, idx, n, scores, recon, NULL)
+                && score_frames (o, &sc, bad, NULL, bad->count, bad_scores, NULL, NULL);
   if (ok && fs.kind != AE_SCORE_RECON) {
     float *part = g_new (float, n);
     for (size_t k = 0; k < n; k++)
@@ -862,7 +929,7 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
   g_free (bad_scores);
   g_free (sorted);
   g_free (scores);
-  ae_session_free (s);
+  scorer_close (&sc);
   g_free (idx);
   return ok ? 0 : EXIT_FAILURE;
 }
@@ -921,13 +988,12 @@ static gboolean
 fit_combined (const options *o, const ae_model *m, const ae_dataset *d, const size_t *val,
               size_t nval, ae_frame_scoring *fs)
 {
-  ae_error err = { 0 };
-  ae_frame_scoring recon_only = { AE_SCORE_RECON, 0, 0, 0, 0 };
-  ae_session *s = ae_session_new (m, 1, d->height, d->width, &err);
+  ae_frame_scoring recon_only = { .kind = AE_SCORE_RECON };
+  frame_scorer sc;
+  if (!scorer_open (m, &recon_only, d, &sc))
+    return FALSE;
   double *recon = g_new (double, nval), *mahal = g_new (double, nval);
-  gboolean ok = s && score_frames (o, m, &recon_only, s, d, val, nval, NULL, recon, mahal);
-  if (!s)
-    complain ("--score: %s", err.message);
+  gboolean ok = score_frames (o, &sc, d, val, nval, NULL, recon, mahal);
   if (ok) {
     mean_std (recon, nval, &fs->recon_mean, &fs->recon_std);
     mean_std (mahal, nval, &fs->mahal_mean, &fs->mahal_std);
@@ -937,20 +1003,84 @@ fit_combined (const options *o, const ae_model *m, const ae_dataset *d, const si
   }
   g_free (recon);
   g_free (mahal);
-  ae_session_free (s);
+  scorer_close (&sc);
   return ok;
 }
 
-/* --score mahalanobis|combined: the Gaussian of the training frames'
- * latents, then the frame scoring stored in the model. */
+/* --score elbo: the settings the scorer needs. ae-train trains VAEs with
+ * libae's default KL weight, so that is the beta of the ELBO; the training
+ * seed seeds the posterior samples. */
 static int
-fit_latent_score (const options *o, ae_model *m, const ae_dataset *d, run_info *run)
+set_elbo_score (const options *o, ae_model *m, run_info *run)
 {
+  ae_train_opts defaults;
+  ae_train_opts_init (&defaults);
+  ae_frame_scoring fs = { .kind = AE_SCORE_ELBO,
+                          .elbo_samples = o->elbo_samples > 0 ? o->elbo_samples
+                                                              : AE_ELBO_SAMPLES_DEFAULT,
+                          .elbo_seed = (uint64_t) o->seed, .elbo_beta = defaults.kl_beta };
+  ae_error err = { 0 };
+  if (ae_model_set_frame_scoring (m, &fs, &err) != AE_OK) {
+    complain ("--score elbo: %s", err.message);
+    return EXIT_FAILURE;
+  }
+  run->scoring = fs;
+  return 0;
+}
+
+/* --pixel-norm: the mean anomaly map of the held-out frames (under the
+ * frame score's own map: for elbo averaged over the posterior samples). */
+static int
+fit_map_mean (const options *o, ae_model *m, const ae_dataset *d, const size_t *val, size_t nval)
+{
+  ae_error err = { 0 };
+  ae_frame_scoring fs;
+  frame_scorer sc;
+  if (ae_model_frame_scoring (m, &fs, &err) != AE_OK || !scorer_open (m, &fs, d, &sc)) {
+    complain ("--pixel-norm: %s", err.message);
+    return EXIT_FAILURE;
+  }
+  size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
+  float *map = g_new (float, pixels), *scratch = g_new (float, 8 * pixels);
+  double *sum = g_new0 (double, pixels), kl;
+  ae_status st = AE_OK;
+  for (size_t k = 0; k < nval && st == AE_OK; k++) {
+    st = frame_map (o, &sc, d, d->x + val[k] * per, map, scratch, &kl);
+    for (size_t i = 0; i < pixels; i++)
+      sum[i] += map[i];
+  }
+  for (size_t i = 0; i < pixels; i++)
+    map[i] = (float) (sum[i] / (double) nval);
+  if (st == AE_OK && ae_model_set_map_mean (m, map, d->height, d->width, &err) != AE_OK) {
+    complain ("--pixel-norm: %s", err.message);
+    st = err.status;
+  }
+  g_free (sum);
+  g_free (scratch);
+  g_free (map);
+  scorer_close (&sc);
+  return st == AE_OK ? 0 : EXIT_FAILURE;
+}
+
+/* The frame score's parts, fitted on the training (Gaussian) and held-out
+ * (mean map, combined statistics) frames, in the order they build on each
+ * other: the elbo settings, the mean map under them, the Gaussian and the
+ * combined statistics of the normalised map; then the scoring is stored. */
+static int
+fit_frame_score (const options *o, ae_model *m, const ae_dataset *d, run_info *run)
+{
+  int rc = o->score == AE_SCORE_ELBO ? set_elbo_score (o, m, run) : 0;
   size_t *train = g_new (size_t, d->count), *val = g_new (size_t, d->count), ntrain, nval;
   split_indices (o, d->count, train, &ntrain, val, &nval);
+  if (rc == 0 && o->pixel_norm)
+    rc = fit_map_mean (o, m, d, val, nval);
+  if (rc != 0 || !ae_score_kind_uses_gaussian (o->score)) {
+    g_free (train);
+    g_free (val);
+    return rc;
+  }
   ae_error err = { 0 };
-  ae_frame_scoring fs = { o->score, 0, 0, 0, 0 };
-  int rc = 0;
+  ae_frame_scoring fs = { .kind = o->score };
   if (ae_latent_fit (m, d, train, ntrain, o->shrinkage, &err) != AE_OK) {
     complain ("--score %s: %s", ae_score_kind_name (o->score), err.message);
     rc = exit_for (err.status);
@@ -1053,10 +1183,10 @@ put_anomaly_meta (meta_writer *w, const options *o, const calibration *cal)
     put_int (w, "anomaly.ssim_window", SSIM_WINDOW);
   put_str (w, "anomaly.aggregate", o->aggregate ? o->aggregate : "mean");
   put_int (w, "anomaly.smooth_radius", o->smooth);
-  if (o->score != AE_SCORE_RECON) {
+  if (ae_score_kind_uses_gaussian (o->score))
     put_float (w, "anomaly.latent_shrinkage", o->shrinkage);
+  if (o->score != AE_SCORE_RECON)
     put_float (w, "anomaly.map_threshold", cal->map_threshold);
-  }
   put_float (w, "anomaly.threshold", cal->threshold);
   put_str (w, "anomaly.threshold_method", cal->defect_count ? "f1" : "percentile");
   put_float (w, "anomaly.calibrate_percentile", cal->percentile);
@@ -1106,6 +1236,14 @@ static void
 print_latent_score (const options *o, const ae_model *m, const run_info *run)
 {
   const ae_frame_scoring *fs = &run->scoring;
+  if (fs->kind == AE_SCORE_ELBO) {
+    int c, h, w;
+    ae_model_input_shape (m, &c, &h, &w);
+    printf ("frame score elbo: the error map averaged over %d posterior samples (seed %"
+            G_GUINT64_FORMAT ") + %g KL / %d (C x H x W)\n", fs->elbo_samples,
+            (guint64) fs->elbo_seed, fs->elbo_beta, c * h * w);
+    return;
+  }
   printf ("latent Gaussian (%d values, shrinkage %g) fitted on %zu frame%s; frame score %s\n",
           ae_model_latent_gaussian (m), o->shrinkage, run->latent_frames,
           plural (run->latent_frames), ae_score_kind_name (fs->kind));
@@ -1151,6 +1289,9 @@ print_summary (const options *o, const ae_model *m, const run_info *run)
             r->val_count, plural (r->val_count));
   else
     printf (", no validation set\n");
+  if (o->task == TASK_ANOMALY && o->pixel_norm)
+    printf ("anomaly map divided by its per-pixel mean on the %zu calibration frames\n",
+            run->cal.count);
   if (o->task == TASK_ANOMALY && o->score != AE_SCORE_RECON)
     print_latent_score (o, m, run);
   if (run->calibrated)
@@ -1193,21 +1334,31 @@ load_frames (const options *o, const char *input, const char *pipeline, int widt
   return EXIT_FAILURE;
 }
 
-/* A latent score needs a latent small enough for its Gaussian: checked
- * before the long work. */
+/* A latent score and --pixel-norm need whole frames, a latent score a
+ * latent small enough for its Gaussian, and elbo a VAE: checked before
+ * the long work. */
 static int
 check_latent_score (const options *o, const ae_model *m, int height, int width)
 {
   size_t k = m ? ae_model_latent_size (m, height, width) : (size_t) o->latent;
+  if (o->pixel_norm && o->crop_w) {
+    complain ("--pixel-norm needs whole frames; it cannot be used with --crop");
+    return EXIT_USAGE;
+  }
   if (o->task != TASK_ANOMALY || o->score == AE_SCORE_RECON)
     return 0;
+  if (o->score == AE_SCORE_ELBO && !(m && ae_model_is_vae (m))) {
+    complain ("--score elbo needs a VAE (--arch vae, or a spec with a sample layer), not --arch %s",
+              o->arch);
+    return EXIT_USAGE;
+  }
   if (o->crop_w) {
-    /* The Gaussian belongs to one latent size: the frames', not the crops'. */
+    /* The Gaussian and the elbo's KL weight belong to the frames' size, not the crops'. */
     complain ("--score %s needs whole frames; it cannot be used with --crop",
               ae_score_kind_name (o->score));
     return EXIT_USAGE;
   }
-  if (k <= AE_LATENT_GAUSSIAN_MAX)
+  if (k <= AE_LATENT_GAUSSIAN_MAX || !ae_score_kind_uses_gaussian (o->score))
     return 0;
   complain ("--score %s needs a latent of at most %d values; --arch %s has %zu at %dx%d",
             ae_score_kind_name (o->score), AE_LATENT_GAUSSIAN_MAX, o->arch, k, width, height);
@@ -1279,8 +1430,8 @@ run (const options *o)
     ae_dataset bad = { defects.x, NULL, defects.count, frames.channels, frames.height,
                        frames.width };
     rc = fit_model (o, &data, &model, &info);
-    if (rc == 0 && o->task == TASK_ANOMALY && o->score != AE_SCORE_RECON)
-      rc = fit_latent_score (o, model, &data, &info);
+    if (rc == 0 && o->task == TASK_ANOMALY && (o->score != AE_SCORE_RECON || o->pixel_norm))
+      rc = fit_frame_score (o, model, &data, &info);
     if (rc == 0 && o->task == TASK_ANOMALY) {
       rc = calibrate (o, model, &data, &bad, &info.cal);
       info.calibrated = rc == 0;

@@ -8,6 +8,7 @@ as a user would, read the element's per-frame scores back from its JSON Lines
 and compute the AUROC of class c (normal) against the other nine. Methods are
 ae-train architectures; a plain PyTorch conv AE is the in-run anchor.
 Usage: fmnist_oneclass.py BUILD [--classes 0,1,...] [--methods conv,pca,conv-combined,...]
+(by default those without +norm or -L)
        [--epochs N] [--torch-epochs N] [--no-torch]
 """
 import argparse
@@ -30,13 +31,26 @@ PUBLISHED = [("GEOM", 93.5), ("RAW-OC-SVM", 92.8), ("CAE-OC-SVM", 91.7), ("Deep 
 # -mahalanobis and -combined variants train the same model (same seed) and
 # score frames by the latent's Mahalanobis distance to the Gaussian of the
 # training latents, alone or added to the reconstruction error, each
-# standardised on the held-out normal frames (ae-train --score).
+# standardised on the held-out normal frames (ae-train --score). The vae
+# preset is the conv one with a sample layer (latent 32, KL weight 1);
+# vae-elbo scores the same model by its negative ELBO (the error averaged
+# over 8 posterior samples plus the KL term, ae-train --score elbo).
 METHODS = {"conv": ["--arch", "conv", "--latent", "32"],
            "pca": ["--arch", "pca", "--latent", "32"]}
 for _base in ("conv", "pca"):
     for _score in ("mahalanobis", "combined"):
         METHODS[f"{_base}-{_score}"] = METHODS[_base] + ["--score", _score]
-COL = 17  # column width: the longest method name
+METHODS["vae"] = ["--arch", "vae", "--latent", "32"]
+METHODS["vae-elbo"] = METHODS["vae"] + ["--score", "elbo"]
+DEFAULT_METHODS = list(METHODS)
+# METHOD+norm: the same with the map divided by its per-pixel mean on the
+# held-out normal frames (ae-train --pixel-norm); vae-elbo-L1 / -L32: the
+# elbo with 1 or 32 posterior samples instead of 8. Run only when named.
+for _m in DEFAULT_METHODS:
+    METHODS[f"{_m}+norm"] = METHODS[_m] + ["--pixel-norm"]
+for _l in (1, 32):
+    METHODS[f"vae-elbo-L{_l}"] = METHODS["vae-elbo"] + ["--elbo-samples", str(_l)]
+COL = 22  # column width: the longest method name
 
 
 def idx(name, header):
@@ -110,7 +124,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--torch-epochs", type=int, default=10)
     ap.add_argument("--no-torch", action="store_true")
