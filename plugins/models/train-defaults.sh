@@ -35,14 +35,14 @@ denoise_photos () {
   cp "$mate"/nature/*.jpg "$mate/abstract/Elephants.jpg" "$work/photos/"
 }
 
-# train_denoiser OUTPUT ARCH EPOCHS. No validation split: judged on three
+# train_denoiser OUTPUT ARCH EPOCHS [AE-TRAIN OPTIONS...]. No validation split: judged on three
 # 64x64 centre crops, early stopping picked noisy, undertrained epochs; the
 # benchmark images (tests/bench) are the real test.
 train_denoiser () {
   # A relative --input keeps the temporary path out of train.data.
   (cd "$work" && "$train" --task denoise --input photos --size 512x512 --crop 64x64 --flip \
     --arch "$2" --repeat 140 --batch 32 --epochs "$3" --noise 0:50 \
-    --val-split 0 --seed 1 --threads 2 \
+    --val-split 0 --seed 1 --threads 2 "${@:4}" \
     --meta "train.recipe=plugins/models/train-defaults.sh (gst-autoencoder)" \
     --meta "train.source=Debian python3-skimage and mate-backgrounds photos: $(ls "$work/photos" | tr '\n' ' ')" \
     --output "$out/$1")
