@@ -54,7 +54,7 @@ fi
 # denoise-default.aem (preset=fast): 16 channels, real time at 720p on two cores.
 if [ "$which" = all ] || [ "$which" = denoise ]; then
   train_denoiser denoise-default.aem \
-    "conv:16:4:2:1,noise:lrelu,conv:16:3:1:1:lrelu,conv:16:3:1:1:lrelu,conv:4:3:1:1:sigmoid,shuffle:2" 400
+    "conv:16:4:2:1,noise:lrelu,conv:16:3:1:1:lrelu,conv:16:3:1:1:lrelu,conv:4:3:1:1:sigmoid,shuffle:2" 700
 fi
 # denoise-quality.aem (preset=quality): 32 channels, twice as deep, ~7x the work.
 if [ "$which" = all ] || [ "$which" = denoise-quality ]; then
