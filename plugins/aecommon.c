@@ -341,22 +341,6 @@ pixel_values (const GstVideoFrame *frame, int channels, int x, int y, float v[3]
 }
 
 void
-gst_ae_frame_read_rgb (const GstVideoFrame *frame, float *dst)
-{
-  GstVideoRectangle all = { 0, 0, GST_VIDEO_FRAME_WIDTH (frame), GST_VIDEO_FRAME_HEIGHT (frame) };
-  gst_ae_frame_read_roi (frame, 3, &all, dst, all.w, all.h);
-}
-
-void
-gst_ae_frame_read (const GstVideoFrame *frame, int channels, float *dst)
-{
-  if (channels == 3)
-    gst_ae_frame_read_rgb (frame, dst);
-  else
-    gst_ae_frame_read_luma (frame, dst);
-}
-
-void
 gst_ae_frame_read_roi (const GstVideoFrame *frame, int channels, const GstVideoRectangle *roi,
                        float *dst, gint dw, gint dh)
 {

@@ -73,15 +73,11 @@ void gst_ae_frame_write_luma (GstVideoFrame *frame, const float *old_luma, const
                               float blend);
 void gst_ae_frame_write_luma_rows (GstVideoFrame *frame, const float *old_luma,
                                    const float *new_luma, float blend, int y0, int y1);
-/* Planar RGB (3*w*h floats): RGB formats directly, YUV via BT.601
- * (chroma upsampled by replication), GRAY8 replicated. */
-void gst_ae_frame_read_rgb (const GstVideoFrame *frame, float *dst);
-/* Reads `channels` (1: luma, 3: RGB) planes. */
-void gst_ae_frame_read (const GstVideoFrame *frame, int channels, float *dst);
-/* Reads rectangle `roi` of the frame as `channels` (1: luma, 3: RGB) dw x dh
- * planes (dw >= roi->w, dh >= roi->h), replicating its last row and column
- * into the padding: gst_ae_frame_read then gst_ae_crop_pad without
- * converting the pixels outside the rectangle. */
+/* Reads rectangle `roi` of the frame as `channels` dw x dh planes (dw >=
+ * roi->w, dh >= roi->h), replicating its last row and column into the
+ * padding; only the rectangle's pixels are converted. 1 channel: the luma
+ * as above; 3: RGB formats directly, YUV via BT.601 (chroma upsampled by
+ * replication), GRAY8 replicated. */
 void gst_ae_frame_read_roi (const GstVideoFrame *frame, int channels, const GstVideoRectangle *roi,
                             float *dst, gint dw, gint dh);
 
