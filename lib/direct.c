@@ -16,21 +16,12 @@
  * chosen from the CPU's flags at each call, the other two by the dynamic
  * loader (an ifunc). No state of ours. */
 #include "nn.h"
+#include "simd.h"
 
 #include <string.h>
 
 #define TILE_X_MAX 64 /* the widest tile: four vectors of 16 */
 #define BAND_BUDGET ((size_t) 1 << 17) /* floats per band: stays in L2 */
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define MULTIVERSION __attribute__ ((target_clones ("arch=x86-64-v3", "default")))
-#define HAVE_AVX512_KERNEL 1
-#endif
-#endif
-#ifndef MULTIVERSION
-#define MULTIVERSION
-#endif
 
 typedef struct band {
   int oy0, oy1;   /* output rows */
@@ -184,7 +175,7 @@ typedef void (*row_fn) (const conv_geom *g, const float *x, const float *w, cons
 #define KERNEL_COLUMN column_v16
 #define KERNEL_ROWS row_tiles_v16
 #define KERNEL_BAND_TILES band_tiles_v16
-#define KERNEL_ATTRS __attribute__ ((target ("arch=x86-64-v4")))
+#define KERNEL_ATTRS AVX512_KERNEL
 #include "direct_kernel.h"
 #undef BAND_KERNEL
 #undef ROW_KERNEL
@@ -194,21 +185,11 @@ typedef void (*row_fn) (const conv_geom *g, const float *x, const float *w, cons
 #undef KERNEL_ATTRS
 #endif
 
-static int
-have_avx512 (void)
-{
-#ifdef HAVE_AVX512_KERNEL
-  return __builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512vl");
-#else
-  return 0;
-#endif
-}
-
 void
 ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias, float act_a,
                 float act_b, const float *x, float *y, float *scratch)
 {
-  int wide = have_avx512 () && g->ow >= 48; /* narrower outputs waste most of a 64-column tile */
+  int wide = ae_have_avx512 () && g->ow >= 48; /* narrower outputs waste most of a 64-column tile */
   if (g->s == 1) {
     row_fn rows = rows_v8;
 #ifdef HAVE_AVX512_KERNEL

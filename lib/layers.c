@@ -189,21 +189,66 @@ deconv_geometry (const layer_ctx *c)
   return g;
 }
 
-/* Returns 1 when it also applied the layer's activation (direct kernel). */
+int
+layer_narrow_geom (const ae_layer *l, const int *in, const int *out, narrow_geom *g)
+{
+  *g = (narrow_geom) { in[0], in[1], in[2], out[0], out[1], out[2], l->k, l->s, l->p,
+                       l->kind == LAYER_DECONV, 0 };
+  return (l->kind == LAYER_CONV || l->kind == LAYER_DECONV) && !is_pointwise (l)
+         && ae_narrow_fits (g);
+}
+
+/* A convolution (or, for narrow frames, a transposed one) of a batch of
+ * one by a kernel without im2col: narrow.c where the session packed the
+ * layer's weights for it, else direct.c. y = act_a * v + act_b * |v| for
+ * v = conv + bias. Returns 0, doing nothing, where neither applies. */
+static int
+direct_forward (const layer_ctx *c, const float *bias, float act_a, float act_b,
+                const float *x, float *y)
+{
+  const ae_layer *l = c->l;
+  const float *w = c->m->params + l->w_off;
+  ae_session *s = c->s;
+  narrow_geom ng;
+  if (c->n == 1 && s->packed && s->packed[c->index] && layer_narrow_geom (l, c->in, c->out, &ng)) {
+    if (s->packed_rev[c->index] != c->m->revision) {
+      ae_narrow_pack (&ng, w, s->packed[c->index]);
+      s->packed_rev[c->index] = c->m->revision;
+    }
+    ae_narrow_conv (&ng, s->packed[c->index], bias, act_a, act_b, x, y, s->col);
+    return 1;
+  }
+  conv_geom g = conv_geometry (c);
+  if (l->kind == LAYER_CONV && !is_pointwise (l) && ae_direct_conv_fits (&g)) {
+    ae_direct_conv (&g, l->out_c, w, bias, act_a, act_b, x, y, s->col);
+    return 1;
+  }
+  return 0;
+}
+
+/* The layer's (leaky) ReLU in direct_forward's a, b form, else the identity.
+ * Returns whether it is the layer's activation. */
+static int
+fusable_activation (const ae_layer *l, float *a, float *b)
+{
+  if (act_as_abs_form (l->act, l->alpha, a, b))
+    return 1;
+  *a = 1.0f;
+  *b = 0.0f;
+  return 0;
+}
+
+/* Returns 1 when it also applied the layer's activation (direct kernels). */
 static int
 conv_forward (const layer_ctx *c, const float *x, float *y)
 {
   const ae_layer *l = c->l;
   conv_geom g = conv_geometry (c);
   const float *w = c->m->params + l->w_off;
-  if (!is_pointwise (l) && ae_direct_conv_fits (&g)) {
-    float a = 1.0f, b = 0.0f;
-    int fused = act_as_abs_form (l->act, l->alpha, &a, &b);
-    if (!fused)
-      a = 1.0f, b = 0.0f;
-    ae_direct_conv (&g, l->out_c, w, c->m->params + l->b_off, a, b, x, y, c->s->col);
+  float a, b;
+  int fused = fusable_activation (l, &a, &b);
+  if (direct_forward (c, c->m->params + l->b_off, a, b, x, y))
     return fused;
-  }
   size_t rows = (size_t) g.c * g.k * g.k, total = (size_t) g.n * g.oh * g.ow;
   size_t chunk = ae_col_chunk (rows, total, c->s->col_budget);
   for (size_t j0 = 0; j0 < total; j0 += chunk) {
@@ -229,18 +274,15 @@ int
 conv_noise_forward (const layer_ctx *c, const ae_layer *noise, const float *x, float *y)
 {
   const ae_layer *l = c->l;
-  conv_geom g = conv_geometry (c);
   float bias[FOLD_MAX_CHANNELS], a, b;
   if (c->s->training || c->n != 1 || l->kind != LAYER_CONV || l->act != AE_ACT_LINEAR
-      || l->out_c > FOLD_MAX_CHANNELS || is_pointwise (l) || !ae_direct_conv_fits (&g)
-      || !act_as_abs_form (noise->act, noise->alpha, &a, &b))
+      || l->out_c > FOLD_MAX_CHANNELS || !act_as_abs_form (noise->act, noise->alpha, &a, &b))
     return 0;
   const float *conv_bias = c->m->params + l->b_off;
   const float *gain = c->m->params + noise->w_off, *shift = c->m->params + noise->b_off;
   for (int ch = 0; ch < l->out_c; ch++)
     bias[ch] = conv_bias[ch] + (gain[ch] * c->s->noise[0] + shift[ch]);
-  ae_direct_conv (&g, l->out_c, c->m->params + l->w_off, bias, a, b, x, y, c->s->col);
-  return 1;
+  return direct_forward (c, bias, a, b, x, y);
 }
 
 static void
@@ -282,10 +324,15 @@ conv_backward (const layer_ctx *c, const float *x, const float *dy, float *dx, f
  * tap-major ones for a single output channel (+20 % otherwise). */
 enum { PIXEL_MAJOR_MIN_CHANNELS = 4 };
 
-static void
+/* Returns 1 when it also applied the layer's activation (narrow kernel). */
+static int
 deconv_forward (const layer_ctx *c, const float *x, float *y)
 {
   const ae_layer *l = c->l;
+  float a, b;
+  int fused = fusable_activation (l, &a, &b);
+  if (direct_forward (c, c->m->params + l->b_off, a, b, x, y))
+    return fused;
   conv_geom g = deconv_geometry (c);
   const float *w = c->m->params + l->w_off;
   int cin = c->in[0], pixel_major = l->out_c >= PIXEL_MAJOR_MIN_CHANNELS;
@@ -305,6 +352,7 @@ deconv_forward (const layer_ctx *c, const float *x, float *y)
     }
   }
   add_channel_bias (y, c->m->params + l->b_off, l->out_c, out_total);
+  return 0;
 }
 
 static void
@@ -539,8 +587,7 @@ layer_forward (const layer_ctx *c, const float *x, float *y)
   case LAYER_CONV:
     return conv_forward (c, x, y);
   case LAYER_DECONV:
-    deconv_forward (c, x, y);
-    break;
+    return deconv_forward (c, x, y);
   case LAYER_BN:
     bn_forward (c, x, y);
     break;

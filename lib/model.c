@@ -128,6 +128,7 @@ ae_model_build (const char *spec, int c, int h, int w, ae_error *err)
   }
   m->latent_layer = find_latent_layer (m);
   m->params = calloc (m->nparams ? m->nparams : 1, sizeof (float));
+  m->revision = 1;
   m->stats = calloc (m->nstats ? m->nstats : 1, sizeof (float));
   if (!m->params || !m->stats) {
     ae_fail (err, AE_E_NOMEM, "out of memory for %zu parameters", m->nparams);
@@ -151,6 +152,12 @@ fan_in (const ae_layer *l)
   default: /* deconv: inputs that reach one output pixel */
     return (size_t) l->in[0] * k2 / ((size_t) l->s * l->s) + 1;
   }
+}
+
+void
+ae_model_params_changed (ae_model *m)
+{
+  m->revision++;
 }
 
 /* He initialisation scaled for the activation that follows (the layer's
@@ -186,6 +193,7 @@ ae_model_init_weights (ae_model *m, uint64_t seed)
     for (size_t j = 0; j < l->w_n; j++)
       m->params[l->w_off + j] = (float) (sd * ae_rng_normal (&rng));
   }
+  ae_model_params_changed (m);
 }
 
 ae_model *

@@ -69,6 +69,9 @@ struct ae_model {
   int fully_conv, vae, noise_conditioned;
   float *params;
   size_t nparams;
+  /* Bumped by ae_model_params_changed whenever params are written, so
+   * sessions know when weights they repacked are stale. */
+  uint64_t revision;
   float *stats;
   size_t nstats;
   ae_meta meta;
@@ -90,6 +93,9 @@ const char *ae_layer_kind_name (layer_kind kind);
 
 /* model.c */
 ae_model *ae_model_build (const char *spec, int c, int h, int w, ae_error *err);
+/* Call after writing m->params (anything that is not ae_train, the PCA fit
+ * or a load): sessions repack their weights before the next forward. */
+void ae_model_params_changed (ae_model *m);
 void ae_model_init_weights (ae_model *m, uint64_t seed);
 
 /* latent_score.c: the latent Gaussian's tensors in a model file. */
@@ -147,6 +153,8 @@ struct ae_session {
   float kl_scale;       /* d(loss)/d(KL sum) for the backward pass */
   const float *net_in;  /* CNHW input of the current forward (residual layers) */
   float *noise;         /* noise level of each sample (noise layers), batch capacity */
+  float **packed;       /* per layer: narrow.c's packed weights (batch 1), or NULL */
+  uint64_t *packed_rev; /* the model revision each was packed at (0: never) */
 };
 
 ae_session *ae_session_new_mode (const ae_model *m, int batch, int h, int w, int training,
@@ -212,6 +220,29 @@ void ae_col2im_pixel_major (const conv_geom *g, const float *colt, size_t j0, si
 /* Columns per im2col chunk so that rows x columns stays within budget floats. */
 size_t ae_col_chunk (size_t rows, size_t total_cols, size_t budget);
 #define AE_COL_BUDGET ((size_t) 1 << 20)
+
+/* narrow.c: a convolution or transposed convolution of one image whose
+ * output rows are narrow, the vector running across output channels.
+ * fits says whether the geometry suits it. pack rearranges the layer's
+ * weights (out_c x in_c x k x k; transposed in_c x out_c x k x k) into
+ * packed_floats floats; conv then computes y = act_a * v + act_b * |v| for
+ * v = conv (x, w) + bias, x and y one CHW image. */
+typedef struct narrow_geom {
+  int in_c, in_h, in_w;
+  int out_c, out_h, out_w;
+  int k, s, p;
+  int transposed;
+  int vec; /* 0: the widest vectors this CPU runs; 8: the AVX2 build (tests) */
+} narrow_geom;
+int ae_narrow_fits (const narrow_geom *g);
+size_t ae_narrow_packed_floats (const narrow_geom *g);
+size_t ae_narrow_scratch (const narrow_geom *g);
+void ae_narrow_pack (const narrow_geom *g, const float *w, float *packed);
+void ae_narrow_conv (const narrow_geom *g, const float *packed, const float *bias, float act_a,
+                     float act_b, const float *x, float *y, float *scratch);
+/* layers.c: whether the layer, at batch 1 with these input and output
+ * shapes, runs on narrow.c (g: its geometry there). */
+int layer_narrow_geom (const ae_layer *l, const int *in, const int *out, narrow_geom *g);
 
 /* direct.c: convolution without im2col, for forward passes. fits says
  * whether it applies (and pays); scratch is the floats it needs. y gets the

@@ -143,6 +143,7 @@ ae_pca_fit (const ae_dataset *data, int k, ae_error *err)
   }
   if (st == AE_OK) {
     set_weights (m, u, mean, d, k);
+    ae_model_params_changed (m);
     double kept = 0.0;
     for (int j = 0; j < k; j++)
       kept += var[j];

@@ -278,6 +278,7 @@ optimizer_step (trainer *t)
   if (o->clip_norm > 0.0f)
     clip_gradients (g, n, o->clip_norm);
   t->step++;
+  ae_model_params_changed (t->m);
   if (o->optimizer == AE_OPT_SGD) {
     for (size_t i = 0; i < n; i++) {
       t->mom1[i] = o->momentum * t->mom1[i] + g[i];
@@ -367,6 +368,7 @@ static void
 restore_best (trainer *t)
 {
   memcpy (t->m->params, t->best_params, t->m->nparams * sizeof (float));
+  ae_model_params_changed (t->m);
   memcpy (t->m->stats, t->best_stats, t->m->nstats * sizeof (float));
 }
 

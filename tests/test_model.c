@@ -292,6 +292,133 @@ test_direct_conv (void)
   }
 }
 
+/* The textbook sum of one convolution (or transposed convolution) of a
+ * CHW image, w in the layer's layout, then y = a * v + b * |v|. */
+static void
+reference_conv (const narrow_geom *g, const float *w, const float *bias, float a, float b,
+                const float *x, float *y)
+{
+  int k = g->k;
+  for (int o = 0; o < g->out_c; o++)
+    for (int oy = 0; oy < g->out_h; oy++)
+      for (int ox = 0; ox < g->out_w; ox++) {
+        double sum = bias[o];
+        for (int i = 0; i < g->in_c; i++)
+          for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+              int iy, ix;
+              size_t wi;
+              if (g->transposed) { /* oy = iy * s - p + ky */
+                int ty = oy + g->p - ky, tx = ox + g->p - kx;
+                if (ty < 0 || tx < 0 || ty % g->s || tx % g->s)
+                  continue;
+                iy = ty / g->s;
+                ix = tx / g->s;
+                wi = (((size_t) i * g->out_c + o) * k + ky) * k + kx;
+              } else {
+                iy = oy * g->s - g->p + ky;
+                ix = ox * g->s - g->p + kx;
+                wi = (((size_t) o * g->in_c + i) * k + ky) * k + kx;
+              }
+              if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w)
+                sum += (double) w[wi] * x[((size_t) i * g->in_h + iy) * g->in_w + ix];
+            }
+        float v = (float) sum;
+        y[((size_t) o * g->out_h + oy) * g->out_w + ox] = a * v + b * fabsf (v);
+      }
+}
+
+/* narrow.c (batch-1 convolutions with the vector across output channels)
+ * against the textbook sum: strides 1 to 3, paddings, kernels 2 to 5,
+ * channel counts that fill a vector, two, or part of one, rows that end in
+ * a partial tile, transposed phases that read past the input's edges. */
+static void
+test_narrow_conv (void)
+{
+  static const narrow_geom cases[] = {
+    /* in_c, in_h, in_w, out_c, out_h, out_w, k, s, p, transposed, vec */
+    { 3, 12, 12, 16, 12, 12, 3, 1, 1, 0, 0 },  { 1, 28, 28, 16, 14, 14, 3, 2, 1, 0, 0 },
+    { 16, 14, 14, 32, 7, 7, 3, 2, 1, 0, 0 },   { 5, 13, 11, 20, 7, 6, 5, 2, 2, 0, 0 },
+    { 4, 10, 9, 8, 8, 7, 3, 1, 0, 0, 0 },      { 6, 16, 16, 40, 8, 8, 4, 2, 1, 0, 0 },
+    { 2, 15, 15, 12, 5, 5, 3, 3, 0, 0, 0 },    { 32, 7, 7, 16, 14, 14, 4, 2, 1, 1, 0 },
+    { 7, 7, 6, 12, 13, 11, 3, 2, 1, 1, 0 },    { 3, 5, 8, 24, 10, 16, 2, 2, 0, 1, 0 },
+    { 9, 8, 8, 8, 8, 8, 3, 1, 1, 1, 0 },       { 4, 6, 7, 20, 11, 13, 5, 2, 2, 1, 0 },
+    { 2, 4, 5, 16, 12, 15, 3, 3, 0, 1, 0 },    { 16, 6, 6, 48, 12, 12, 4, 2, 1, 1, 0 },
+  };
+  for (size_t t = 0; t < 2 * sizeof cases / sizeof cases[0]; t++) {
+    narrow_geom vg = cases[t / 2];
+    vg.vec = t % 2 ? 8 : 0; /* this CPU's widest build, and the AVX2 one */
+    const narrow_geom *g = &vg;
+    CHECK (ae_narrow_fits (g), "case %zu fits narrow.c", t);
+    if (!ae_narrow_fits (g))
+      continue;
+    size_t nw = (size_t) g->in_c * g->out_c * g->k * g->k;
+    size_t nx = (size_t) g->in_c * g->in_h * g->in_w, ny = (size_t) g->out_c * g->out_h * g->out_w;
+    float *w = malloc (nw * sizeof *w), *bias = malloc ((size_t) g->out_c * sizeof *bias);
+    float *x = malloc (nx * sizeof *x), *y = malloc (ny * sizeof *y), *want = malloc (ny * sizeof *y);
+    float *packed = malloc (ae_narrow_packed_floats (g) * sizeof *packed);
+    float *scratch = malloc (ae_narrow_scratch (g) * sizeof *scratch);
+    fill_uniform (w, nw, 60 + t);
+    fill_uniform (bias, (size_t) g->out_c, 70 + t);
+    fill_uniform (x, nx, 80 + t);
+    for (size_t i = 0; i < nw; i++)
+      w[i] -= 0.5f;
+    int leaky = t / 2 % 2;
+    float a = leaky ? 0.6f : 1.0f, b = leaky ? 0.4f : 0.0f; /* leaky ReLU 0.2 or linear */
+    ae_narrow_pack (g, w, packed);
+    ae_narrow_conv (g, packed, bias, a, b, x, y, scratch);
+    reference_conv (g, w, bias, a, b, x, want);
+    CHECK (max_abs_diff (y, want, ny) < 1e-4,
+           "%s %d->%d k%d s%d p%d, %dx%d -> %dx%d, %s vectors: max error %.2g",
+           g->transposed ? "transposed conv" : "conv", g->in_c, g->out_c, g->k, g->s, g->p,
+           g->in_w, g->in_h, g->out_w, g->out_h, g->vec ? "8-float" : "widest",
+           max_abs_diff (y, want, ny));
+    free (w);
+    free (bias);
+    free (x);
+    free (y);
+    free (want);
+    free (packed);
+    free (scratch);
+  }
+}
+
+/* Sessions of batch 1 run narrow layers on weights they packed; writing the
+ * weights (ae_model_params_changed) makes them repack. Checked against a
+ * batch of two, which runs im2col + sgemm and col2im. */
+static void
+test_narrow_sessions (void)
+{
+  ae_error err;
+  ae_model *m = ae_model_new ("conv:16:3:2:1:lrelu,conv:32:3:2:1:lrelu,dense:32,dense:1568:lrelu:32x7x7,"
+                              "deconv:16:4:2:1:lrelu,deconv:1:4:2:1:sigmoid",
+                              1, 28, 28, 7, &err);
+  CHECK (m != NULL, "the benchmark network builds: %s", m ? "ok" : err.message);
+  if (!m)
+    return;
+  size_t plane = 28 * 28;
+  float *x = malloc (2 * plane * sizeof *x);
+  fill_uniform (x, plane, 90);
+  memcpy (x + plane, x, plane * sizeof *x);
+  ae_session *one = ae_session_new (m, 1, 28, 28, NULL), *two = ae_session_new (m, 2, 28, 28, NULL);
+  int narrow = 0;
+  for (int i = 0; i < m->nlayers; i++)
+    narrow += one->packed && one->packed[i] != NULL;
+  CHECK (narrow >= 2, "%d layers run on narrow.c at batch 1", narrow);
+  for (int round = 0; round < 2; round++) {
+    const float *y1 = ae_session_forward (one, x), *y2 = ae_session_forward (two, x);
+    CHECK (max_abs_diff (y1, y2, plane) < 1e-5 && max_abs_diff (y1, y2 + plane, plane) < 1e-5,
+           "round %d: batch 1 equals batch 2 (%.2g)", round, max_abs_diff (y1, y2, plane));
+    for (size_t i = 0; i < m->nparams; i++) /* new weights, same scale */
+      m->params[i] = -m->params[i];
+    ae_model_params_changed (m);
+  }
+  ae_session_free (one);
+  ae_session_free (two);
+  free (x);
+  ae_model_free (m);
+}
+
 /* The noise estimate finds the sigma of Gaussian noise on an image with
  * edges and gradients, and next to nothing on the clean image. */
 static void
@@ -520,6 +647,8 @@ main (void)
   test_stripes ();
   test_noise_conditioning ();
   test_direct_conv ();
+  test_narrow_conv ();
+  test_narrow_sessions ();
   test_noise_sigma ();
   test_map_score ();
   test_save_load (dir);
