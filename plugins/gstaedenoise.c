@@ -62,6 +62,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_denoise_debug);
 #define DEFAULT_THREADS 0
 #define DEFAULT_ADAPTIVE TRUE
 #define DEFAULT_TEMPORAL 0.0
+#define DEFAULT_SIGMA -1.0 /* measure every frame */
 /* Adaptive strength: off below GATE_LOW levels of measured noise (of 255),
  * full from GATE_HIGH. Clean photos measure 1-2 levels. */
 #define GATE_LOW 2.0
@@ -78,6 +79,7 @@ enum
   PROP_ADAPTIVE,
   PROP_NOISE_LEVEL,
   PROP_TEMPORAL,
+  PROP_SIGMA,
 };
 
 struct _GstAeDenoise
@@ -91,6 +93,7 @@ struct _GstAeDenoise
   GstAeDenoisePreset preset;
   gboolean adaptive;
   gdouble temporal;
+  gdouble sigma;          /* told to noise-conditioned models; < 0: the measured level */
   gboolean history_stale; /* events and passthrough: the next frame restarts the history */
   gdouble noise_level; /* last frame's, in levels of 255 */
   gint threads;
@@ -470,7 +473,7 @@ temporal_write (GstAeDenoise *self, RowJob *job, gfloat temporal, gdouble level)
  * left as it is (and the temporal history restarts). */
 static void
 denoise_frame (GstAeDenoise *self, GstVideoFrame *frame, gfloat strength, gboolean adaptive,
-               gfloat temporal)
+               gfloat temporal, gdouble sigma)
 {
   gboolean padded = self->luma != NULL;
   RowJob job = { .frame = frame, .luma = padded ? self->luma : self->input, .strength = strength };
@@ -480,10 +483,11 @@ denoise_frame (GstAeDenoise *self, GstVideoFrame *frame, gfloat strength, gboole
   else
     ae_stripes_for_rows (self->stripes, read_rows, &job);
   gboolean conditioned = ae_model_is_noise_conditioned (self->slot.active);
-  if (adaptive || temporal > 0.0f || conditioned)
+  gboolean told_measured = conditioned && sigma < 0.0;
+  if (adaptive || temporal > 0.0f || told_measured)
     level = measure_noise (self, job.luma);
   if (conditioned) /* the network is told how strong the noise is */
-    ae_stripes_set_noise (self->stripes, (float) MAX (level, 0.0) / 255.0f);
+    ae_stripes_set_noise (self->stripes, (float) (told_measured ? MAX (level, 0.0) : sigma) / 255.0f);
   if (adaptive)
     job.strength *= adaptive_gain (level);
   if (temporal <= 0.0f || job.strength <= 0.0f)
@@ -520,6 +524,7 @@ gst_ae_denoise_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *frame)
   gfloat strength = (gfloat) self->strength;
   gboolean adaptive = self->adaptive;
   gfloat temporal = (gfloat) self->temporal;
+  gdouble sigma = self->sigma;
   gboolean stale = self->history_stale;
   self->history_stale = FALSE;
   GST_OBJECT_UNLOCK (self);
@@ -527,7 +532,7 @@ gst_ae_denoise_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *frame)
   if (stale || GST_BUFFER_FLAG_IS_SET (frame->buffer, GST_BUFFER_FLAG_DISCONT)
       || GST_BUFFER_FLAG_IS_SET (frame->buffer, GST_BUFFER_FLAG_GAP))
     self->have_history = FALSE;
-  denoise_frame (self, frame, strength, adaptive, temporal);
+  denoise_frame (self, frame, strength, adaptive, temporal, sigma);
   return GST_FLOW_OK;
 }
 
@@ -618,6 +623,11 @@ gst_ae_denoise_set_property (GObject *object, guint prop_id, const GValue *value
     self->temporal = g_value_get_double (value);
     GST_OBJECT_UNLOCK (self);
     break;
+  case PROP_SIGMA:
+    GST_OBJECT_LOCK (self);
+    self->sigma = g_value_get_double (value);
+    GST_OBJECT_UNLOCK (self);
+    break;
   default:
     G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     break;
@@ -660,6 +670,11 @@ gst_ae_denoise_get_property (GObject *object, guint prop_id, GValue *value, GPar
   case PROP_TEMPORAL:
     GST_OBJECT_LOCK (self);
     g_value_set_double (value, self->temporal);
+    GST_OBJECT_UNLOCK (self);
+    break;
+  case PROP_SIGMA:
+    GST_OBJECT_LOCK (self);
+    g_value_set_double (value, self->sigma);
     GST_OBJECT_UNLOCK (self);
     break;
   default:
@@ -714,8 +729,8 @@ install_properties (GObjectClass *oc)
   g_object_class_install_property (oc, PROP_NOISE_LEVEL,
       g_param_spec_double ("noise-level", "Noise level",
           "Standard deviation of the last frame's luma noise in levels of 255, as measured "
-          "while adaptive is on, temporal is over 0 or the model is noise-conditioned (it is then "
-          "told this level) "
+          "while adaptive is on, temporal is over 0 or the model is noise-conditioned and sigma "
+          "is -1 (the model is then told this level) "
           "(robust median estimate: edges and texture barely count); -1: frames under 3x3 "
           "cannot be measured",
           -1.0, 255.0, 0.0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
@@ -728,6 +743,15 @@ install_properties (GObjectClass *oc)
           "0: off, frames are denoised independently; 1 holds static areas unchanged. "
           "The history restarts on caps, flush, segment, DISCONT, gap and untouched frames",
           0.0, 1.0, DEFAULT_TEMPORAL,
+          RW_FLAGS | GST_PARAM_MUTABLE_PLAYING | GST_PARAM_CONTROLLABLE));
+  g_object_class_install_property (oc, PROP_SIGMA,
+      g_param_spec_double ("sigma", "Sigma",
+          "Noise level (standard deviation in levels of 255) that a noise-conditioned model "
+          "(ae-info: noise-conditioned, as both embedded models are) is told: higher removes "
+          "more, lower keeps more detail, a fixed level keeps the strength from following the "
+          "per-frame estimate. -1: the level measured on each frame (noise-level). Blind "
+          "models ignore it",
+          -1.0, 255.0, DEFAULT_SIGMA,
           RW_FLAGS | GST_PARAM_MUTABLE_PLAYING | GST_PARAM_CONTROLLABLE));
 }
 
@@ -773,4 +797,5 @@ gst_ae_denoise_init (GstAeDenoise *self)
   self->threads = DEFAULT_THREADS;
   self->adaptive = DEFAULT_ADAPTIVE;
   self->temporal = DEFAULT_TEMPORAL;
+  self->sigma = DEFAULT_SIGMA;
 }

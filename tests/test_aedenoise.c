@@ -959,6 +959,19 @@ test_noise_conditioned (void)
    * model would fail that check. */
   CHECK (max_abs_diff (ref, untold, n) > 10, "the level matters: %d levels from the output at 0",
          max_abs_diff (ref, untold, n));
+  /* sigma fixes the level the model is told; -1 measures again. */
+  g_object_set (hn->element, "sigma", 0.0, NULL);
+  guint8 *fixed = denoise_gray (hn, w, h, noisy);
+  CHECK (fixed && max_abs_diff (fixed, untold, n) <= 1,
+         "sigma=0: the output is the model's told 0 (max diff %d)",
+         fixed ? max_abs_diff (fixed, untold, n) : -1);
+  g_free (fixed);
+  g_object_set (hn->element, "sigma", -1.0, NULL);
+  fixed = denoise_gray (hn, w, h, noisy);
+  CHECK (fixed && max_abs_diff (fixed, ref, n) <= 1,
+         "sigma=-1: told the measured level again (max diff %d)",
+         fixed ? max_abs_diff (fixed, ref, n) : -1);
+  g_free (fixed);
   g_free (out);
   g_free (ref);
   g_free (untold);
