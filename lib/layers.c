@@ -190,18 +190,36 @@ deconv_geometry (const layer_ctx *c)
 }
 
 int
-layer_narrow_geom (const ae_layer *l, const int *in, const int *out, narrow_geom *g)
+layer_narrow_geom (const ae_layer *l, const int *in, const int *out, int back, narrow_geom *g)
 {
+  int transposed = l->kind == LAYER_DECONV;
+  if (back) { /* dx from dy: the transposed operation, its weights read the same way */
+    const int *t = in;
+    in = out;
+    out = t;
+    transposed = !transposed;
+  }
   *g = (narrow_geom) { in[0], in[1], in[2], out[0], out[1], out[2], l->k, l->s, l->p,
-                       l->kind == LAYER_DECONV, 0 };
+                       transposed, 0 };
   return (l->kind == LAYER_CONV || l->kind == LAYER_DECONV) && !is_pointwise (l)
          && ae_narrow_fits (g);
 }
 
-/* A convolution (or, for narrow frames, a transposed one) of a batch of
- * one by a kernel without im2col: narrow.c where the session packed the
- * layer's weights for it, else direct.c. y = act_a * v + act_b * |v| for
- * v = conv + bias. Returns 0, doing nothing, where neither applies. */
+/* The weights of pack p (geometry g), repacked if the model changed since. */
+static const float *
+current_pack (const layer_ctx *c, narrow_pack *p, const narrow_geom *g)
+{
+  if (p->rev != c->m->revision) {
+    ae_narrow_pack (g, c->m->params + c->l->w_off, p->w);
+    p->rev = c->m->revision;
+  }
+  return p->w;
+}
+
+/* A convolution or transposed convolution by a kernel without im2col:
+ * narrow.c where the session packed the layer's weights for it, else
+ * direct.c. y = act_a * v + act_b * |v| for v = conv + bias. Returns 0,
+ * doing nothing, where neither applies. */
 static int
 direct_forward (const layer_ctx *c, const float *bias, float act_a, float act_b,
                 const float *x, float *y)
@@ -210,12 +228,9 @@ direct_forward (const layer_ctx *c, const float *bias, float act_a, float act_b,
   const float *w = c->m->params + l->w_off;
   ae_session *s = c->s;
   narrow_geom ng;
-  if (c->n == 1 && s->packed && s->packed[c->index] && layer_narrow_geom (l, c->in, c->out, &ng)) {
-    if (s->packed_rev[c->index] != c->m->revision) {
-      ae_narrow_pack (&ng, w, s->packed[c->index]);
-      s->packed_rev[c->index] = c->m->revision;
-    }
-    ae_narrow_conv (&ng, s->packed[c->index], bias, act_a, act_b, x, y, s->col);
+  if (s->narrow_fwd && s->narrow_fwd[c->index].w && layer_narrow_geom (l, c->in, c->out, 0, &ng)) {
+    const float *packed = current_pack (c, &s->narrow_fwd[c->index], &ng);
+    ae_narrow_conv (&ng, packed, bias, act_a, act_b, x, y, c->n, s->col);
     return 1;
   }
   conv_geom g = conv_geometry (c);
@@ -224,6 +239,21 @@ direct_forward (const layer_ctx *c, const float *bias, float act_a, float act_b,
     return 1;
   }
   return 0;
+}
+
+/* dx of a convolution or transposed convolution on narrow.c, when the
+ * session packed the weights for it. Returns 0, doing nothing, otherwise. */
+static int
+narrow_input_grad (const layer_ctx *c, const float *dy, float *dx)
+{
+  ae_session *s = c->s;
+  narrow_geom ng;
+  if (!dx || !s->narrow_back || !s->narrow_back[c->index].w
+      || !layer_narrow_geom (c->l, c->in, c->out, 1, &ng))
+    return 0;
+  const float *packed = current_pack (c, &s->narrow_back[c->index], &ng);
+  ae_narrow_conv (&ng, packed, NULL, 1.0f, 0.0f, dy, dx, c->n, s->col);
+  return 1;
 }
 
 /* The layer's (leaky) ReLU in direct_forward's a, b form, else the identity.
@@ -296,6 +326,8 @@ conv_backward (const layer_ctx *c, const float *x, const float *dy, float *dx, f
   size_t chunk = ae_col_chunk (rows, total, c->s->col_budget);
   int pointwise = is_pointwise (l);
   sum_channel_grad (dy, grads + l->b_off, l->out_c, total);
+  if (narrow_input_grad (c, dy, dx))
+    dx = NULL; /* done */
   if (dx && !pointwise)
     memset (dx, 0, (size_t) g.c * g.n * g.h * g.w * sizeof (float));
   for (size_t j0 = 0; j0 < total; j0 += chunk) {
@@ -366,6 +398,8 @@ deconv_backward (const layer_ctx *c, const float *x, const float *dy, float *dx,
   size_t rows = (size_t) g.c * g.k * g.k, total = (size_t) g.n * g.oh * g.ow;
   size_t chunk = ae_col_chunk (rows, total, c->s->col_budget);
   sum_channel_grad (dy, grads + l->b_off, l->out_c, (size_t) g.n * g.h * g.w);
+  if (narrow_input_grad (c, dy, dx))
+    dx = NULL; /* done */
   for (size_t j0 = 0; j0 < total; j0 += chunk) {
     size_t j1 = j0 + chunk < total ? j0 + chunk : total, cols = j1 - j0;
     ae_im2col (&g, dy, j0, j1, c->s->col);

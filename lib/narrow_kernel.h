@@ -118,11 +118,11 @@ NARROW_TRANSPOSE (NARROW_VEC r[VEC])
   NARROW_SWAP_BLOCKS (r, 1);
 }
 
-/* y[o][i] = a * v + b * |v| for v = src[i * ocp + o]: pixel-major to
- * channel planes, VEC x VEC blocks transposed in registers. */
+/* y[o * ystride + i] = a * v + b * |v| for v = src[i * ocp + o], i < plane:
+ * pixel-major to channel planes, VEC x VEC blocks transposed in registers. */
 KERNEL_ATTRS static void
-NARROW_PLANES (const float *src, int ocp, int out_c, size_t plane, float act_a, float act_b,
-               float *y)
+NARROW_PLANES (const float *src, int ocp, int out_c, size_t plane, size_t ystride, float act_a,
+               float act_b, float *y)
 {
   size_t i0 = 0;
   for (; i0 + VEC <= plane; i0 += VEC)
@@ -140,12 +140,12 @@ NARROW_PLANES (const float *src, int ocp, int out_c, size_t plane, float act_a, 
       }
       NARROW_TRANSPOSE (r);
       for (int o = 0; o < VEC && o0 + o < out_c; o++)
-        memcpy (y + (size_t) (o0 + o) * plane + i0, &r[o], sizeof r[o]);
+        memcpy (y + (size_t) (o0 + o) * ystride + i0, &r[o], sizeof r[o]);
     }
   for (size_t i = i0; i < plane; i++)
     for (int o = 0; o < out_c; o++) {
       float t = src[i * ocp + o];
-      y[o * plane + i] = act_a * t + act_b * fabsf (t);
+      y[o * ystride + i] = act_a * t + act_b * fabsf (t);
     }
 }
 

@@ -121,6 +121,11 @@ ae_status ae_elbo_check_model (const ae_model *m, ae_error *err);
 
 /* ---- Sessions ---------------------------------------------------------------- */
 
+typedef struct narrow_pack {
+  float *w;     /* ae_narrow_pack's layout */
+  uint64_t rev; /* the model revision it was packed at (0: never) */
+} narrow_pack;
+
 typedef struct bn_cache {
   float *xhat;    /* normalised input, training only */
   float *invstd;  /* per channel */
@@ -153,8 +158,9 @@ struct ae_session {
   float kl_scale;       /* d(loss)/d(KL sum) for the backward pass */
   const float *net_in;  /* CNHW input of the current forward (residual layers) */
   float *noise;         /* noise level of each sample (noise layers), batch capacity */
-  float **packed;       /* per layer: narrow.c's packed weights (batch 1), or NULL */
-  uint64_t *packed_rev; /* the model revision each was packed at (0: never) */
+  /* Per layer: narrow.c's packed weights for the forward pass and (training)
+   * for the input gradient; w NULL where the layer does not run on it. */
+  narrow_pack *narrow_fwd, *narrow_back;
 };
 
 ae_session *ae_session_new_mode (const ae_model *m, int batch, int h, int w, int training,
@@ -221,12 +227,15 @@ void ae_col2im_pixel_major (const conv_geom *g, const float *colt, size_t j0, si
 size_t ae_col_chunk (size_t rows, size_t total_cols, size_t budget);
 #define AE_COL_BUDGET ((size_t) 1 << 20)
 
-/* narrow.c: a convolution or transposed convolution of one image whose
- * output rows are narrow, the vector running across output channels.
+/* narrow.c: a convolution or transposed convolution whose output rows are
+ * narrow, the vector running across output channels, one image at a time.
  * fits says whether the geometry suits it. pack rearranges the layer's
  * weights (out_c x in_c x k x k; transposed in_c x out_c x k x k) into
  * packed_floats floats; conv then computes y = act_a * v + act_b * |v| for
- * v = conv (x, w) + bias, x and y one CHW image. */
+ * v = conv (x, w) + bias (bias NULL: 0), x and y a batch of n in the
+ * session layout (C, N, H, W). A transposed convolution may be asked for
+ * a larger output than (in - 1) * s - 2p + k (the gradient of a
+ * convolution whose input was not a multiple of the stride). */
 typedef struct narrow_geom {
   int in_c, in_h, in_w;
   int out_c, out_h, out_w;
@@ -239,10 +248,12 @@ size_t ae_narrow_packed_floats (const narrow_geom *g);
 size_t ae_narrow_scratch (const narrow_geom *g);
 void ae_narrow_pack (const narrow_geom *g, const float *w, float *packed);
 void ae_narrow_conv (const narrow_geom *g, const float *packed, const float *bias, float act_a,
-                     float act_b, const float *x, float *y, float *scratch);
-/* layers.c: whether the layer, at batch 1 with these input and output
- * shapes, runs on narrow.c (g: its geometry there). */
-int layer_narrow_geom (const ae_layer *l, const int *in, const int *out, narrow_geom *g);
+                     float act_b, const float *x, float *y, int n, float *scratch);
+/* layers.c: whether the layer, with these input and output shapes, runs
+ * its forward pass (fwd) or its input gradient (back: the transposed
+ * operation, same weights) on narrow.c; g: the geometry there. */
+int layer_narrow_geom (const ae_layer *l, const int *in, const int *out, int back,
+                       narrow_geom *g);
 
 /* direct.c: convolution without im2col, for forward passes. fits says
  * whether it applies (and pays); scratch is the floats it needs. y gets the

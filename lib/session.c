@@ -13,6 +13,15 @@ numel3 (const int s[3])
 }
 
 static void
+free_packs (narrow_pack *p, int nlayers)
+{
+  if (p)
+    for (int i = 0; i < nlayers; i++)
+      free (p[i].w);
+  free (p);
+}
+
+static void
 free_buffers (ae_session *s)
 {
   int nl = s->model->nlayers;
@@ -38,11 +47,8 @@ free_buffers (ae_session *s)
   free (s->col);
   free (s->tmp_a);
   free (s->tmp_b);
-  if (s->packed)
-    for (int i = 0; i < nl; i++)
-      free (s->packed[i]);
-  free (s->packed);
-  free (s->packed_rev);
+  free_packs (s->narrow_fwd, nl);
+  free_packs (s->narrow_back, nl);
   free (s->eps);
   free (s->grad_a);
   free (s->grad_b);
@@ -52,8 +58,7 @@ free_buffers (ae_session *s)
   s->numel = NULL;
   s->ping = s->pong = s->input = s->output = s->latent = s->noise = s->col = NULL;
   s->tmp_a = s->tmp_b = s->eps = s->grad_a = s->grad_b = NULL;
-  s->packed = NULL;
-  s->packed_rev = NULL;
+  s->narrow_fwd = s->narrow_back = NULL;
 }
 
 /* Shapes of every activation for this frame size; fails if the model
@@ -98,9 +103,11 @@ measure_work (const ae_model *m, int n, int (*shape)[3])
     const ae_layer *l = &m->layers[i];
     const int *in = shape[i], *out = shape[i + 1];
     size_t rows = 0, total = 0;
-    narrow_geom ng;
-    if (n == 1 && layer_narrow_geom (l, in, out, &ng) && ae_narrow_scratch (&ng) > ws.col)
-      ws.col = ae_narrow_scratch (&ng);
+    for (int back = 0; back < 2; back++) {
+      narrow_geom ng;
+      if (layer_narrow_geom (l, in, out, back, &ng) && ae_narrow_scratch (&ng) > ws.col)
+        ws.col = ae_narrow_scratch (&ng);
+    }
     if (l->kind == LAYER_CONV) {
       rows = (size_t) in[0] * l->k * l->k;
       total = (size_t) n * out[1] * out[2];
@@ -132,23 +139,24 @@ alloc_floats (size_t n, int *failed)
   return p;
 }
 
-/* Room for narrow.c's packed weights of every layer that runs on it (a
- * batch of one), packed at the first forward (packed_rev = 0). */
-static int
-allocate_packed (ae_session *s)
+/* Room for narrow.c's packed weights of every layer that runs on it, for
+ * the forward pass and, in training, the input gradient; packed at first
+ * use (rev = 0). */
+static narrow_pack *
+allocate_packs (ae_session *s, int back, int *failed)
 {
   const ae_model *m = s->model;
-  s->packed = calloc ((size_t) m->nlayers, sizeof *s->packed);
-  s->packed_rev = calloc ((size_t) m->nlayers, sizeof *s->packed_rev);
-  if (!s->packed || !s->packed_rev)
-    return -1;
-  int failed = 0;
+  narrow_pack *p = calloc ((size_t) m->nlayers, sizeof *p);
+  if (!p) {
+    *failed = 1;
+    return NULL;
+  }
   for (int i = 0; i < m->nlayers; i++) {
     narrow_geom g;
-    if (layer_narrow_geom (&m->layers[i], s->shape[i], s->shape[i + 1], &g))
-      s->packed[i] = alloc_floats (ae_narrow_packed_floats (&g), &failed);
+    if (layer_narrow_geom (&m->layers[i], s->shape[i], s->shape[i + 1], back, &g))
+      p[i].w = alloc_floats (ae_narrow_packed_floats (&g), failed);
   }
-  return failed ? -1 : 0;
+  return p;
 }
 
 static ae_status
@@ -175,8 +183,9 @@ allocate (ae_session *s, int n, int h, int w, ae_error *err)
   s->latent = alloc_floats (s->numel[m->latent_layer + 1], &failed);
   s->noise = calloc ((size_t) n, sizeof *s->noise);
   failed |= !s->noise;
-  if (n == 1 && !failed)
-    failed = allocate_packed (s) != 0;
+  s->narrow_fwd = allocate_packs (s, 0, &failed);
+  if (s->training)
+    s->narrow_back = allocate_packs (s, 1, &failed);
   if (s->training) {
     s->act[0] = s->input;
     for (int i = 1; i <= nl; i++)

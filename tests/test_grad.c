@@ -48,6 +48,13 @@ run_case (const grad_case *gc)
       }
   ae_session *s = ae_session_new_mode (m, gc->batch, gc->h, gc->w, 1, &err);
   s->stats = m->stats;
+  if (strcmp (gc->name, "narrow kernels") == 0) {
+    int narrow = 0;
+    for (int i = 0; i < m->nlayers; i++)
+      narrow += (s->narrow_fwd[i].w != NULL) + (s->narrow_back[i].w != NULL);
+    CHECK (narrow == 2 * m->nlayers, "narrow kernels: %d of %d passes on narrow.c", narrow,
+           2 * m->nlayers);
+  }
   if (gc->col_budget)
     s->col_budget = (size_t) gc->col_budget;
   float sigma[8]; /* a different noise level per sample, for noise layers */
@@ -76,11 +83,15 @@ run_case (const grad_case *gc)
     /* SSIM keeps float window statistics, so it needs a larger step to rise
      * above rounding; the others use a small one to stay off ReLU kinks. */
     double hstep = (gc->loss == AE_LOSS_SSIM ? 1e-2 : 1e-3) * fmax (1.0, fabs (keep));
+    /* Sessions repack convolution weights only when told they changed. */
     m->params[p] = keep + (float) hstep;
+    ae_model_params_changed (m);
     double lp = eval_loss (s, x, t, gc->loss, NULL, scratch, kls);
     m->params[p] = keep - (float) hstep;
+    ae_model_params_changed (m);
     double lm = eval_loss (s, x, t, gc->loss, NULL, scratch, kls);
     m->params[p] = keep;
+    ae_model_params_changed (m);
     double num = (lp - lm) / (2 * hstep), ana = grads[p];
     double rel = fabs (num - ana) / fmax (fabs (num) + fabs (ana), 1e-3);
     if (rel > worst)
@@ -129,6 +140,10 @@ main (void)
     { "residual, l1", "conv:3:3:1:1:lrelu,conv:1:3:1:1,residual", 1, 5, 5, 2, AE_LOSS_L1, 0 },
     { "noise conditioning", "conv:4:3:2:1,noise:tanh,conv:4:3:1:1,noise,shuffle:2:sigmoid", 1, 4,
       6, 3, AE_LOSS_MSE, 0 },
+    /* 8 channels everywhere: every forward and input gradient on narrow.c,
+     * the stride-2 convolution's from 3x3 back to 6x6 (beyond (3-1)*2-2+3). */
+    { "narrow kernels", "conv:8:3:2:1:tanh,conv:8:3:1:1:tanh,deconv:8:4:2:1:tanh,conv:8:3:1:1:sigmoid",
+      8, 6, 6, 2, AE_LOSS_MSE, 0 },
     { "conv vae", "conv:4:3:2:1:tanh,conv:4:3:1:1,sample,deconv:1:4:2:1:sigmoid", 1, 4, 4, 2,
       AE_LOSS_MSE, 0 },
   };

@@ -331,7 +331,9 @@ reference_conv (const narrow_geom *g, const float *w, const float *bias, float a
 /* narrow.c (batch-1 convolutions with the vector across output channels)
  * against the textbook sum: strides 1 to 3, paddings, kernels 2 to 5,
  * channel counts that fill a vector, two, or part of one, rows that end in
- * a partial tile, transposed phases that read past the input's edges. */
+ * a partial tile, transposed phases that read past the input's edges, and a
+ * transposed output larger than the natural one (a convolution's input
+ * gradient). */
 static void
 test_narrow_conv (void)
 {
@@ -344,6 +346,7 @@ test_narrow_conv (void)
     { 7, 7, 6, 12, 13, 11, 3, 2, 1, 1, 0 },    { 3, 5, 8, 24, 10, 16, 2, 2, 0, 1, 0 },
     { 9, 8, 8, 8, 8, 8, 3, 1, 1, 1, 0 },       { 4, 6, 7, 20, 11, 13, 5, 2, 2, 1, 0 },
     { 2, 4, 5, 16, 12, 15, 3, 3, 0, 1, 0 },    { 16, 6, 6, 48, 12, 12, 4, 2, 1, 1, 0 },
+    { 16, 14, 14, 8, 28, 28, 3, 2, 1, 1, 0 }, /* one row past (14-1)*2-2+3 = 27 */
   };
   for (size_t t = 0; t < 2 * sizeof cases / sizeof cases[0]; t++) {
     narrow_geom vg = cases[t / 2];
@@ -366,7 +369,7 @@ test_narrow_conv (void)
     int leaky = t / 2 % 2;
     float a = leaky ? 0.6f : 1.0f, b = leaky ? 0.4f : 0.0f; /* leaky ReLU 0.2 or linear */
     ae_narrow_pack (g, w, packed);
-    ae_narrow_conv (g, packed, bias, a, b, x, y, scratch);
+    ae_narrow_conv (g, packed, bias, a, b, x, y, 1, scratch);
     reference_conv (g, w, bias, a, b, x, want);
     CHECK (max_abs_diff (y, want, ny) < 1e-4,
            "%s %d->%d k%d s%d p%d, %dx%d -> %dx%d, %s vectors: max error %.2g",
@@ -403,7 +406,7 @@ test_narrow_sessions (void)
   ae_session *one = ae_session_new (m, 1, 28, 28, NULL), *two = ae_session_new (m, 2, 28, 28, NULL);
   int narrow = 0;
   for (int i = 0; i < m->nlayers; i++)
-    narrow += one->packed && one->packed[i] != NULL;
+    narrow += one->narrow_fwd && one->narrow_fwd[i].w != NULL;
   CHECK (narrow >= 2, "%d layers run on narrow.c at batch 1", narrow);
   for (int round = 0; round < 2; round++) {
     const float *y1 = ae_session_forward (one, x), *y2 = ae_session_forward (two, x);
