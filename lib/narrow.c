@@ -1,20 +1,20 @@
-/* Convolutions of one small image with the vector across output channels.
+/* Convolutions with the vector across output channels, image by image.
  *
- * At 28x28 (a Fashion-MNIST autoencoder at batch 1) im2col + sgemm spends
- * more time copying and packing than multiplying, and direct.c's kernel,
- * whose vectors run along output rows, wastes most of each vector on rows
- * of 7 or 14 pixels. Here each output pixel accumulates, for every tap,
- * its input value (broadcast) times a vector of that tap's weights for 16
- * (AVX-512) or 8 output channels; a tile of pixels shares each weight load.
- * The weights are packed tap-major once (the caller keeps them: repacking
- * costs a third of the kernel's time), the input is copied once with its
- * zero border, and the pixel-major result is transposed back to channel
- * planes with the activation applied.
+ * At 28x28 (a Fashion-MNIST autoencoder) im2col + sgemm spends more time
+ * copying and packing than multiplying, and direct.c's kernel, whose
+ * vectors run along output rows, wastes most of each vector on rows of 7 or
+ * 14 pixels. Here each output pixel accumulates, for every tap, its input
+ * value (broadcast) times a vector of that tap's weights for 16 (AVX-512)
+ * or 8 output channels; a tile of pixels shares each weight load. With 32
+ * or more output channels this also beats direct.c on wide rows. The
+ * weights are packed tap-major once (the caller keeps them: repacking costs
+ * a third of a 28x28 layer's time), each image is copied once with its zero
+ * border, and the pixel-major result is transposed back to channel planes
+ * with the activation applied.
  *
  * A transposed convolution of stride s is s x s ordinary convolutions of
  * stride 1, one per output phase (oy + p, ox + p) mod s, each reading the
- * input in place with the taps of that phase: no zero-stuffing, no
- * col2im. */
+ * padded input with the taps of that phase: no zero-stuffing, no col2im. */
 #include "nn.h"
 #include "simd.h"
 
