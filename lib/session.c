@@ -91,7 +91,7 @@ typedef struct work_sizes {
 } work_sizes;
 
 static work_sizes
-measure_work (const ae_model *m, int n, int (*shape)[3])
+measure_work (const ae_model *m, int n, int (*shape)[3], int training)
 {
   work_sizes ws = { 0, 1, 1, 1 };
   for (int i = 0; i <= m->nlayers; i++) {
@@ -103,7 +103,7 @@ measure_work (const ae_model *m, int n, int (*shape)[3])
     const ae_layer *l = &m->layers[i];
     const int *in = shape[i], *out = shape[i + 1];
     size_t rows = 0, total = 0;
-    for (int back = 0; back < 2; back++) {
+    for (int back = 0; back <= training; back++) { /* input gradients: training only */
       narrow_geom ng;
       if (layer_narrow_geom (l, in, out, back, &ng) && ae_narrow_scratch (&ng) > ws.col)
         ws.col = ae_narrow_scratch (&ng);
@@ -174,7 +174,7 @@ allocate (ae_session *s, int n, int h, int w, ae_error *err)
     return st;
   for (int i = 0; i <= nl; i++)
     s->numel[i] = (size_t) n * numel3 (s->shape[i]);
-  work_sizes ws = measure_work (m, n, s->shape);
+  work_sizes ws = measure_work (m, n, s->shape, s->training);
   s->col = alloc_floats (ws.col, &failed);
   s->tmp_a = alloc_floats (ws.tmp, &failed);
   s->tmp_b = alloc_floats (ws.tmp, &failed);

@@ -386,9 +386,11 @@ test_narrow_conv (void)
   }
 }
 
-/* Sessions of batch 1 run narrow layers on weights they packed; writing the
- * weights (ae_model_params_changed) makes them repack. Checked against a
- * batch of two, which runs im2col + sgemm and col2im. */
+/* Sessions run narrow layers on weights they packed; writing the weights
+ * (ae_model_params_changed) makes them repack. A batch of one against a
+ * batch of two (the same image twice: the batched layout's strides), and
+ * both against a session made after the write, which cannot hold stale
+ * packs. */
 static void
 test_narrow_sessions (void)
 {
@@ -412,6 +414,11 @@ test_narrow_sessions (void)
     const float *y1 = ae_session_forward (one, x), *y2 = ae_session_forward (two, x);
     CHECK (max_abs_diff (y1, y2, plane) < 1e-5 && max_abs_diff (y1, y2 + plane, plane) < 1e-5,
            "round %d: batch 1 equals batch 2 (%.2g)", round, max_abs_diff (y1, y2, plane));
+    ae_session *fresh = ae_session_new (m, 1, 28, 28, NULL);
+    const float *yf = ae_session_forward (fresh, x);
+    CHECK (max_abs_diff (y1, yf, plane) == 0, "round %d: equals a new session (%.2g)", round,
+           max_abs_diff (y1, yf, plane));
+    ae_session_free (fresh);
     for (size_t i = 0; i < m->nparams; i++) /* new weights, same scale */
       m->params[i] = -m->params[i];
     ae_model_params_changed (m);
