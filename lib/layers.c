@@ -205,21 +205,44 @@ layer_narrow_geom (const ae_layer *l, const int *in, const int *out, int back, n
          && ae_narrow_fits (g);
 }
 
+int
+layer_wino_geom (const ae_layer *l, const int *in, const int *out, wino_geom *g)
+{
+  *g = (wino_geom) { in[0], out[0], in[1], in[2], 0 };
+  return l->kind == LAYER_CONV && l->k == 3 && l->s == 1 && l->p == 1 && ae_wino_fits (g);
+}
+
+/* Whether pack p predates the model's last change; it counts as current after. */
+static int
+pack_stale (const layer_ctx *c, weight_pack *p)
+{
+  if (p->rev == c->m->revision)
+    return 0;
+  p->rev = c->m->revision;
+  return 1;
+}
+
 /* The weights of pack p (geometry g), repacked if the model changed since. */
 static const float *
-current_pack (const layer_ctx *c, narrow_pack *p, const narrow_geom *g)
+current_pack (const layer_ctx *c, weight_pack *p, const narrow_geom *g)
 {
-  if (p->rev != c->m->revision) {
+  if (pack_stale (c, p))
     ae_narrow_pack (g, c->m->params + c->l->w_off, p->w);
-    p->rev = c->m->revision;
-  }
+  return p->w;
+}
+
+static const float *
+current_wino_pack (const layer_ctx *c, weight_pack *p, const wino_geom *g)
+{
+  if (pack_stale (c, p))
+    ae_wino_pack (g, c->m->params + c->l->w_off, p->w);
   return p->w;
 }
 
 /* A convolution or transposed convolution by a kernel without im2col:
- * narrow.c where the session packed the layer's weights for it, else
- * direct.c. y = act_a * v + act_b * |v| for v = conv + bias. Returns 0,
- * doing nothing, where neither applies. */
+ * winograd.c or narrow.c where the session packed the layer's weights for
+ * it, else direct.c. y = act_a * v + act_b * |v| for v = conv + bias.
+ * Returns 0, doing nothing, where none applies. */
 static int
 direct_forward (const layer_ctx *c, const float *bias, float act_a, float act_b,
                 const float *x, float *y)
@@ -227,6 +250,12 @@ direct_forward (const layer_ctx *c, const float *bias, float act_a, float act_b,
   const ae_layer *l = c->l;
   const float *w = c->m->params + l->w_off;
   ae_session *s = c->s;
+  wino_geom wg;
+  if (s->wino && s->wino[c->index].w && layer_wino_geom (l, c->in, c->out, &wg)) {
+    const float *packed = current_wino_pack (c, &s->wino[c->index], &wg);
+    ae_wino_conv (&wg, packed, bias, act_a, act_b, x, y, c->n, s->col);
+    return 1;
+  }
   narrow_geom ng;
   if (s->narrow_fwd && s->narrow_fwd[c->index].w && layer_narrow_geom (l, c->in, c->out, 0, &ng)) {
     const float *packed = current_pack (c, &s->narrow_fwd[c->index], &ng);

@@ -121,10 +121,11 @@ ae_status ae_elbo_check_model (const ae_model *m, ae_error *err);
 
 /* ---- Sessions ---------------------------------------------------------------- */
 
-typedef struct narrow_pack {
-  float *w;     /* ae_narrow_pack's layout */
+/* A layer's weights rearranged for one kernel (narrow.c, winograd.c). */
+typedef struct weight_pack {
+  float *w;     /* the kernel's layout */
   uint64_t rev; /* the model revision it was packed at (0: never) */
-} narrow_pack;
+} weight_pack;
 
 typedef struct bn_cache {
   float *xhat;    /* normalised input, training only */
@@ -160,7 +161,9 @@ struct ae_session {
   float *noise;         /* noise level of each sample (noise layers), batch capacity */
   /* Per layer: narrow.c's packed weights for the forward pass and (training)
    * for the input gradient; w NULL where the layer does not run on it. */
-  narrow_pack *narrow_fwd, *narrow_back;
+  weight_pack *narrow_fwd, *narrow_back;
+  /* Per layer: winograd.c's transformed weights; w NULL where it does not run. */
+  weight_pack *wino;
 };
 
 ae_session *ae_session_new_mode (const ae_model *m, int batch, int h, int w, int training,
@@ -249,11 +252,29 @@ size_t ae_narrow_scratch (const narrow_geom *g);
 void ae_narrow_pack (const narrow_geom *g, const float *w, float *packed);
 void ae_narrow_conv (const narrow_geom *g, const float *packed, const float *bias, float act_a,
                      float act_b, const float *x, float *y, int n, float *scratch);
+/* winograd.c: a 3x3, stride-1 convolution with one pixel of zero padding
+ * (output the input's size) by F(4x4, 3x3). fits says whether it pays;
+ * pack transforms the layer's weights (out_c x in_c x 3 x 3) into
+ * packed_floats floats; conv computes y = act_a * v + act_b * |v| for
+ * v = conv (x, w) + bias (bias NULL: 0) on a batch of n in (C, N, H, W). */
+typedef struct wino_geom {
+  int in_c, out_c, h, w;
+  int vec; /* 0: the widest vectors this CPU runs; 8: the AVX2 build (tests) */
+} wino_geom;
+int ae_wino_fits (const wino_geom *g);
+size_t ae_wino_packed_floats (const wino_geom *g);
+size_t ae_wino_scratch (const wino_geom *g);
+void ae_wino_pack (const wino_geom *g, const float *w, float *packed);
+void ae_wino_conv (const wino_geom *g, const float *packed, const float *bias, float act_a,
+                   float act_b, const float *x, float *y, int n, float *scratch);
+
 /* layers.c: whether the layer, with these input and output shapes, runs
  * its forward pass (fwd) or its input gradient (back: the transposed
  * operation, same weights) on narrow.c; g: the geometry there. */
 int layer_narrow_geom (const ae_layer *l, const int *in, const int *out, int back,
                        narrow_geom *g);
+/* layers.c: whether the layer's forward pass runs on winograd.c. */
+int layer_wino_geom (const ae_layer *l, const int *in, const int *out, wino_geom *g);
 
 /* direct.c: convolution without im2col, for forward passes. fits says
  * whether it applies (and pays); scratch is the floats it needs. y gets the

@@ -13,7 +13,7 @@ numel3 (const int s[3])
 }
 
 static void
-free_packs (narrow_pack *p, int nlayers)
+free_packs (weight_pack *p, int nlayers)
 {
   if (p)
     for (int i = 0; i < nlayers; i++)
@@ -49,6 +49,7 @@ free_buffers (ae_session *s)
   free (s->tmp_b);
   free_packs (s->narrow_fwd, nl);
   free_packs (s->narrow_back, nl);
+  free_packs (s->wino, nl);
   free (s->eps);
   free (s->grad_a);
   free (s->grad_b);
@@ -58,7 +59,7 @@ free_buffers (ae_session *s)
   s->numel = NULL;
   s->ping = s->pong = s->input = s->output = s->latent = s->noise = s->col = NULL;
   s->tmp_a = s->tmp_b = s->eps = s->grad_a = s->grad_b = NULL;
-  s->narrow_fwd = s->narrow_back = NULL;
+  s->narrow_fwd = s->narrow_back = s->wino = NULL;
 }
 
 /* Shapes of every activation for this frame size; fails if the model
@@ -103,6 +104,9 @@ measure_work (const ae_model *m, int n, int (*shape)[3], int training)
     const ae_layer *l = &m->layers[i];
     const int *in = shape[i], *out = shape[i + 1];
     size_t rows = 0, total = 0;
+    wino_geom wg;
+    if (layer_wino_geom (l, in, out, &wg) && ae_wino_scratch (&wg) > ws.col)
+      ws.col = ae_wino_scratch (&wg);
     for (int back = 0; back <= training; back++) { /* input gradients: training only */
       narrow_geom ng;
       if (layer_narrow_geom (l, in, out, back, &ng) && ae_narrow_scratch (&ng) > ws.col)
@@ -139,22 +143,41 @@ alloc_floats (size_t n, int *failed)
   return p;
 }
 
-/* Room for narrow.c's packed weights of every layer that runs on it, for
- * the forward pass and, in training, the input gradient; packed at first
- * use (rev = 0). */
-static narrow_pack *
-allocate_packs (ae_session *s, int back, int *failed)
+enum pack_kind { PACK_NARROW_FWD, PACK_NARROW_BACK, PACK_WINO };
+
+/* Floats of layer i's weights packed for `kind`, 0 where it does not run
+ * there (winograd.c takes a layer's forward pass before narrow.c). */
+static size_t
+pack_floats (const ae_session *s, int i, enum pack_kind kind)
+{
+  const ae_layer *l = &s->model->layers[i];
+  const int *in = s->shape[i], *out = s->shape[i + 1];
+  wino_geom wg;
+  narrow_geom ng;
+  int wino = layer_wino_geom (l, in, out, &wg);
+  if (kind == PACK_WINO)
+    return wino ? ae_wino_packed_floats (&wg) : 0;
+  if (kind == PACK_NARROW_FWD && wino)
+    return 0;
+  return layer_narrow_geom (l, in, out, kind == PACK_NARROW_BACK, &ng) ? ae_narrow_packed_floats (&ng)
+                                                                        : 0;
+}
+
+/* Room for every layer's weights packed for one kernel and direction;
+ * packed at first use (rev = 0). */
+static weight_pack *
+allocate_packs (ae_session *s, enum pack_kind kind, int *failed)
 {
   const ae_model *m = s->model;
-  narrow_pack *p = calloc ((size_t) m->nlayers, sizeof *p);
+  weight_pack *p = calloc ((size_t) m->nlayers, sizeof *p);
   if (!p) {
     *failed = 1;
     return NULL;
   }
   for (int i = 0; i < m->nlayers; i++) {
-    narrow_geom g;
-    if (layer_narrow_geom (&m->layers[i], s->shape[i], s->shape[i + 1], back, &g))
-      p[i].w = alloc_floats (ae_narrow_packed_floats (&g), failed);
+    size_t floats = pack_floats (s, i, kind);
+    if (floats)
+      p[i].w = alloc_floats (floats, failed);
   }
   return p;
 }
@@ -183,9 +206,10 @@ allocate (ae_session *s, int n, int h, int w, ae_error *err)
   s->latent = alloc_floats (s->numel[m->latent_layer + 1], &failed);
   s->noise = calloc ((size_t) n, sizeof *s->noise);
   failed |= !s->noise;
-  s->narrow_fwd = allocate_packs (s, 0, &failed);
+  s->wino = allocate_packs (s, PACK_WINO, &failed);
+  s->narrow_fwd = allocate_packs (s, PACK_NARROW_FWD, &failed);
   if (s->training)
-    s->narrow_back = allocate_packs (s, 1, &failed);
+    s->narrow_back = allocate_packs (s, PACK_NARROW_BACK, &failed);
   if (s->training) {
     s->act[0] = s->input;
     for (int i = 1; i <= nl; i++)

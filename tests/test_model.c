@@ -429,6 +429,112 @@ test_narrow_sessions (void)
   ae_model_free (m);
 }
 
+/* winograd.c against the textbook sum: a tile row that fills its vectors
+ * exactly, that ends in a part (columns and rows not multiples of the 4x4
+ * tiles or of the vector of tiles), frames narrower than one full window
+ * (every read at an edge), one row, channel counts that are not multiples of
+ * the matrix-product blocks, a batch of two, no bias. */
+static void
+test_wino_conv (void)
+{
+  static const struct { int in_c, out_c, h, w, n; } cases[] = {
+    { 16, 16, 8, 64, 1 }, { 16, 16, 37, 130, 1 }, { 4, 8, 5, 64, 2 }, { 5, 13, 8, 200, 1 },
+    { 32, 32, 7, 70, 1 }, { 16, 20, 1, 127, 2 },  { 8, 12, 13, 257, 1 },
+  };
+  for (size_t t = 0; t < 2 * sizeof cases / sizeof cases[0]; t++) {
+    int in_c = cases[t / 2].in_c, out_c = cases[t / 2].out_c, h = cases[t / 2].h, w = cases[t / 2].w;
+    int n = cases[t / 2].n;
+    wino_geom g = { in_c, out_c, h, w, t % 2 ? 8 : 0 }; /* widest build, and the AVX2 one */
+    narrow_geom ref = { in_c, h, w, out_c, h, w, 3, 1, 1, 0, 0 };
+    CHECK (ae_wino_fits (&g), "%d->%d at %dx%d fits winograd.c", in_c, out_c, w, h);
+    size_t plane = (size_t) h * w, nw = (size_t) in_c * out_c * 9;
+    size_t nx = (size_t) n * in_c * plane, ny = (size_t) n * out_c * plane;
+    float *wt = malloc (nw * sizeof *wt), *bias = calloc ((size_t) out_c, sizeof *bias);
+    float *x = malloc (nx * sizeof *x), *y = malloc (ny * sizeof *y);
+    float *xi = malloc ((size_t) in_c * plane * sizeof *xi), *want = malloc ((size_t) out_c * plane * sizeof *want);
+    float *packed = malloc (ae_wino_packed_floats (&g) * sizeof *packed);
+    float *scratch = malloc (ae_wino_scratch (&g) * sizeof *scratch);
+    fill_uniform (wt, nw, 160 + t);
+    fill_uniform (x, nx, 180 + t);
+    for (size_t i = 0; i < nw; i++)
+      wt[i] -= 0.5f;
+    int biased = t / 2 != 3;
+    if (biased)
+      fill_uniform (bias, (size_t) out_c, 170 + t);
+    int leaky = t / 2 % 2;
+    float a = leaky ? 0.6f : 1.0f, b = leaky ? 0.4f : 0.0f;
+    ae_wino_pack (&g, wt, packed);
+    ae_wino_conv (&g, packed, biased ? bias : NULL, a, b, x, y, n, scratch);
+    double worst = 0;
+    for (int image = 0; image < n; image++) { /* (C, N, H, W): one image's planes */
+      for (int c = 0; c < in_c; c++)
+        memcpy (xi + c * plane, x + ((size_t) c * n + image) * plane, plane * sizeof *xi);
+      reference_conv (&ref, wt, bias, a, b, xi, want);
+      for (int o = 0; o < out_c; o++)
+        worst = fmax (worst, max_abs_diff (y + ((size_t) o * n + image) * plane, want + o * plane, plane));
+    }
+    CHECK (worst < 1e-4, "winograd %d->%d, %dx%d, batch %d, %s vectors: max error %.2g", in_c, out_c,
+           w, h, n, g.vec ? "8-float" : "widest", worst);
+    free (wt);
+    free (bias);
+    free (x);
+    free (y);
+    free (xi);
+    free (want);
+    free (packed);
+    free (scratch);
+  }
+}
+
+/* A session runs its 3x3 layers on winograd.c with the bias and leaky ReLU
+ * in place (against the layers' textbook sums), and repacks the transformed
+ * weights after a write (against a session made after it). */
+static void
+test_wino_sessions (void)
+{
+  const int h = 20, w = 96;
+  ae_error err;
+  ae_model *m = ae_model_new ("conv:16:3:1:1:lrelu,conv:16:3:1:1:lrelu,conv:1:3:1:1:linear", 1, h, w, 3, &err);
+  CHECK (m != NULL, "the 3x3 network builds: %s", m ? "ok" : err.message);
+  if (!m)
+    return;
+  size_t plane = (size_t) h * w;
+  float *x = malloc (plane * sizeof *x), *a = malloc (16 * plane * sizeof *a), *b = malloc (16 * plane * sizeof *b);
+  fill_uniform (x, plane, 95);
+  ae_session *s = ae_session_new (m, 1, h, w, NULL);
+  CHECK (s->wino && s->wino[1].w && !s->wino[0].w && !s->wino[2].w,
+         "only the 16 -> 16 layer runs on winograd.c");
+  for (int round = 0; round < 2; round++) {
+    const float *y = ae_session_forward (s, x);
+    const float *in = x;
+    float *out = a;
+    for (int i = 0; i < m->nlayers; i++) {
+      const ae_layer *l = &m->layers[i];
+      narrow_geom g = { s->shape[i][0], h, w, l->out_c, h, w, 3, 1, 1, 0, 0 };
+      float slope = l->act == AE_ACT_LINEAR ? 1.0f : l->alpha; /* y = a v + b |v| */
+      reference_conv (&g, m->params + l->w_off, m->params + l->b_off, (1 + slope) / 2, (1 - slope) / 2,
+                      in, out);
+      in = out;
+      out = out == a ? b : a;
+    }
+    CHECK (max_abs_diff (y, in, plane) < 1e-4, "round %d: the textbook sums (%.2g)", round,
+           max_abs_diff (y, in, plane));
+    ae_session *fresh = ae_session_new (m, 1, h, w, NULL);
+    const float *yf = ae_session_forward (fresh, x);
+    CHECK (max_abs_diff (y, yf, plane) == 0, "round %d: equals a new session (%.2g)", round,
+           max_abs_diff (y, yf, plane));
+    ae_session_free (fresh);
+    for (size_t i = 0; i < m->nparams; i++)
+      m->params[i] = -m->params[i];
+    ae_model_params_changed (m);
+  }
+  ae_session_free (s);
+  ae_model_free (m);
+  free (x);
+  free (a);
+  free (b);
+}
+
 /* The noise estimate finds the sigma of Gaussian noise on an image with
  * edges and gradients, and next to nothing on the clean image. */
 static void
@@ -659,6 +765,8 @@ main (void)
   test_direct_conv ();
   test_narrow_conv ();
   test_narrow_sessions ();
+  test_wino_conv ();
+  test_wino_sessions ();
   test_noise_sigma ();
   test_map_score ();
   test_save_load (dir);
