@@ -284,6 +284,13 @@ size_t ae_direct_conv_scratch (const conv_geom *g);
 void ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias, float act_a,
                      float act_b, const float *x, float *y, float *scratch);
 
+/* stripes.c: ae_stripes_new with pieces of piece_rows own rows (0: planned
+ * from the model; tests ask for short ones). */
+#define AE_STRIPE_PIECE_FLOATS ((size_t) 1 << 19) /* the planned pieces' largest activation */
+ae_stripes *ae_stripes_new_pieces (const ae_model *model, int height, int width, int threads,
+                                   int piece_rows, ae_error *err);
+int ae_stripes_piece_rows (const ae_stripes *s);
+
 /* shards.c: data-parallel training steps over `workers` threads. */
 /* pool.c: worker threads running fn (ctx, i) for i < active on each
  * ae_pool_run; i = 0 on the caller's thread. */

@@ -199,17 +199,20 @@ test_stripes (void)
   fill_uniform (x, n, 5);
   ae_session *whole = ae_session_new (m, 1, h, w, &err);
   const float *ref = ae_session_forward (whole, x);
-  static const int threads[] = { 1, 2, 3, 7, 64 };
-  for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
-    ae_stripes *st = ae_stripes_new (m, h, w, threads[t], &err);
-    CHECK (st != NULL, "%d stripes of 20x60: %s", threads[t], st ? "ok" : err.message);
+  static const struct { int threads, piece_rows; } cases[] = {
+    { 1, 0 }, { 2, 0 }, { 3, 0 }, { 7, 0 }, { 64, 0 }, { 1, 4 }, { 2, 8 }, { 3, 12 }, { 2, 28 },
+  };
+  for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+    int threads = cases[t].threads;
+    ae_stripes *st = ae_stripes_new_pieces (m, h, w, threads, cases[t].piece_rows, &err);
+    CHECK (st != NULL, "%d stripes of 20x60: %s", threads, st ? "ok" : err.message);
     if (!st)
       continue;
     double diff = 0;
     for (int pass = 0; pass < 2; pass++)
       diff = fmax (diff, max_abs_diff (ae_stripes_forward (st, x), ref, n));
-    CHECK (diff < 1e-5, "%d threads (%d stripes) equal the whole frame (max diff %.2g)",
-           threads[t], ae_stripes_count (st), diff);
+    CHECK (diff < 1e-5, "%d threads (%d stripes, pieces of %d rows) equal the whole frame (max diff %.2g)",
+           threads, ae_stripes_count (st), ae_stripes_piece_rows (st), diff);
     int seen[60] = { 0 }, once = 1;
     ae_stripes_for_rows (st, count_rows, seen);
     for (int y = 0; y < h; y++)
@@ -217,6 +220,10 @@ test_stripes (void)
     CHECK (once, "%d stripes: for_rows visits every row once", ae_stripes_count (st));
     ae_stripes_free (st);
   }
+  ae_stripes *split = ae_stripes_new_pieces (m, h, w, 1, 4, &err);
+  CHECK (split && ae_stripes_piece_rows (split) == 4, "pieces of 4 rows asked, %d planned",
+         split ? ae_stripes_piece_rows (split) : -1);
+  ae_stripes_free (split);
   CHECK (ae_stripes_new (m, h, w, 0, &err) == NULL && err.status == AE_E_ARG,
          "0 threads rejected: %s", err.message);
   CHECK (ae_stripes_new (m, h, w + 2, 2, &err) == NULL && err.status == AE_E_SHAPE,
@@ -535,6 +542,28 @@ test_wino_sessions (void)
   free (b);
 }
 
+/* The vectorised sigmoid against the double-precision formula, over the
+ * whole float range that matters, saturated ends and a count that leaves a
+ * partial vector. */
+static void
+test_sigmoid (void)
+{
+  enum { N = 4003 };
+  float *y = malloc (N * sizeof *y);
+  for (int i = 0; i < N; i++)
+    y[i] = -100.0f + 200.0f * i / (N - 1);
+  act_forward (AE_ACT_SIGMOID, 0.0f, y, N);
+  double worst = 0;
+  for (int i = 0; i < N; i++) {
+    double x = -100.0f + 200.0f * i / (N - 1); /* the input, as rounded to float */
+    double want = 1.0 / (1.0 + exp (-x));
+    worst = fmax (worst, fabs (y[i] - want) / (want + 1e-30));
+  }
+  CHECK (worst < 1e-6 && y[0] >= 0.0f && y[0] < 1e-37f && y[N - 1] == 1.0f,
+         "sigmoid within %.2g relative of 1 / (1 + e^-x) on [-100, 100]", worst);
+  free (y);
+}
+
 /* The noise estimate finds the sigma of Gaussian noise on an image with
  * edges and gradients, and next to nothing on the clean image. */
 static void
@@ -766,6 +795,7 @@ main (void)
   test_narrow_conv ();
   test_narrow_sessions ();
   test_wino_conv ();
+  test_sigmoid ();
   test_wino_sessions ();
   test_noise_sigma ();
   test_map_score ();
