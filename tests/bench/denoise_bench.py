@@ -584,7 +584,8 @@ def print_torch_and_gflops(models, torch_nets, rates720, peak):
         gflop = t["model"].flops(-(-720 // mult) * mult, -(-1280 // mult) * mult) / 1e9
         fps_ae, fps_pt = rates720[m["label"]], rates720["pytorch " + m["label"]]
         print(f"{m['label']}: {gflop:.2f} GFLOP per 720p frame; aedenoise pipeline {fps_ae:.2f} fps "
-              f"= {gflop * fps_ae:.1f} GFLOP/s ({100 * gflop * fps_ae / peak:.0f}% of sgemm peak); "
+              f"= {gflop * fps_ae:.1f} effective GFLOP/s ({100 * gflop * fps_ae / peak:.0f}% of sgemm "
+              f"peak; direct-sum count, Winograd layers multiply less); "
               f"PyTorch {fps_pt:.2f} fps = {gflop * fps_pt:.1f} GFLOP/s; "
               f"ratio aedenoise / PyTorch = {fps_ae / fps_pt:.2f}x")
 
