@@ -27,6 +27,8 @@ run () { # description, pipeline...
   fi
 }
 run aedenoise videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=64,height=48 ! aedenoise ! fakesink
+# wide enough for the Winograd kernel (64+ columns at the network's half size), on 2 stripes
+run "aedenoise (Winograd layers)" videotestsrc num-buffers=2 pattern=snow ! video/x-raw,format=GRAY8,width=160,height=96 ! aedenoise threads=2 ! fakesink
 run aeanomaly videotestsrc num-buffers=8 pattern=ball ! video/x-raw,format=GRAY8,width=32,height=32 ! aeanomaly learn-frames=4 ! fakesink
 run aeencode videotestsrc num-buffers=3 ! video/x-raw,width=40,height=30 ! aeencode ! fakesink
 [ "$failures" -eq 0 ]
