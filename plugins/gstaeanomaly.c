@@ -216,6 +216,7 @@ struct _GstAeAnomaly
   gdouble model_threshold; /* NaN: none */
   gchar *model_aggregate;  /* the model's anomaly.aggregate, or the default */
   gint model_smooth_radius;
+  gboolean calibration_warned; /* the uncalibrated-settings warning is out */
   gboolean latent_score;     /* the model's frame score uses its latent */
   gdouble model_map_threshold; /* then: anomaly.map_threshold, the map's own; NaN: none */
   gboolean running, have_caps;
@@ -361,6 +362,35 @@ read_settings (GstAeAnomaly *self, GstAeSettings *s)
     s->pixel_threshold = G_MAXFLOAT;
   else if (!(s->pixel_threshold > 1e-12))
     s->pixel_threshold = 1e-12;
+}
+
+/* The model's thresholds were calibrated on scores made with its own
+ * aggregation (and smoothing, which the mean of the raw map ignores): with
+ * others in force and no threshold of the user's, the scores and the
+ * threshold no longer match. Says so once per such setting. */
+static void
+warn_if_uncalibrated (GstAeAnomaly *self, const GstAeSettings *s)
+{
+  GST_OBJECT_LOCK (self);
+  float model_top = 1.0f;
+  ae_aggregate_from_name (self->model_aggregate, &model_top);
+  gboolean differs = s->top_fraction != model_top
+                     || (s->top_fraction < 1.0f && s->smooth_radius != self->model_smooth_radius);
+  gboolean uncalibrated = differs && !(self->threshold >= 0) && !isnan (self->model_threshold);
+  gboolean warn = uncalibrated && !self->calibration_warned;
+  self->calibration_warned = uncalibrated;
+  gchar *model_aggregate = g_strdup (self->model_aggregate);
+  gint model_radius = self->model_smooth_radius;
+  GST_OBJECT_UNLOCK (self);
+  if (warn)
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+                         ("The model's threshold does not apply to these aggregate and "
+                          "smooth-radius settings."),
+                         ("it was calibrated with aggregate=%s smooth-radius=%d; set threshold "
+                          "(and pixel-threshold) for the new settings, or train with them "
+                          "(ae-train --aggregate, --smooth)",
+                          model_aggregate, model_radius));
+  g_free (model_aggregate);
 }
 
 /* ---- Shapes and buffers ----------------------------------------------------------------- */
@@ -553,6 +583,7 @@ adopt_model_facts (GstAeAnomaly *self)
   g_free (self->model_aggregate);
   self->model_aggregate = g_strdup (model_aggregate (m));
   self->model_smooth_radius = model_smooth_radius (m);
+  self->calibration_warned = FALSE;
   GST_OBJECT_UNLOCK (self);
   self->since_model = 0;
   GST_INFO_OBJECT (self, "model %s, %s map, %s frame score, threshold %g", ae_model_spec (m),
@@ -1683,6 +1714,7 @@ gst_ae_anomaly_transform_frame_ip (GstVideoFilter *filter, GstVideoFrame *frame)
   if (!self->stripes)
     return learn_collect (self, frame) ? GST_FLOW_OK : GST_FLOW_ERROR;
   read_settings (self, &set);
+  warn_if_uncalibrated (self, &set);
   /* Skipped frames really skip: no read, no network, only the last result. */
   if (!self->result.valid || self->since_model % set.interval == 0) {
     if (!analyse_frame (self, frame, &set) || !publish (self, frame->buffer, &set))

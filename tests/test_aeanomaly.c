@@ -676,6 +676,26 @@ test_aggregate (void)
   CHECK (fabs (pthr - threshold_of (out)) < 1e-12 && g_strcmp0 (agg, "max") == 0,
          "with max, the pixel threshold in force is the frame threshold (%g, %s)", pthr, agg);
   gst_buffer_unref (out);
+  GstMessage *warn = wait_message (bus, GST_MESSAGE_WARNING, NULL, 5);
+  GError *gerr = NULL;
+  gchar *debug = NULL;
+  if (warn)
+    gst_message_parse_warning (warn, &gerr, &debug);
+  CHECK (debug && strstr (debug, "calibrated with aggregate=mean"),
+         "max on a model calibrated with mean, no threshold given: a WARNING says so (%s)",
+         debug ? debug : "none");
+  g_clear_error (&gerr);
+  g_free (debug);
+  if (warn)
+    gst_message_unref (warn);
+  harness_free (h, bus);
+  /* With a threshold of the user's, nothing to warn about. */
+  h = harness_new (&bus, caps, "model", model_path, "aggregate", "max", "threshold", 0.5, NULL);
+  gst_buffer_unref (push_frame (h, "GRAY8", W, H, 0, img));
+  warn = wait_message (bus, GST_MESSAGE_WARNING, NULL, 1);
+  CHECK (warn == NULL, "... and none once threshold is set");
+  if (warn)
+    gst_message_unref (warn);
   harness_free (h, bus);
   gsize len = 0;
   gchar *data = NULL;
