@@ -146,6 +146,10 @@ plan_pieces (ae_stripes *p, int rows)
   for (int k = 0; k < p->count; k++)
     if (p->v[k].y1 - p->v[k].y0 > longest)
       longest = p->v[k].y1 - p->v[k].y0;
+  if (!p->model->fully_conv) { /* a dense layer sees the whole frame: no pieces, as no stripes */
+    set_pieces (p, longest, longest);
+    return;
+  }
   if (rows > 0) {
     set_pieces (p, rows, longest);
     return;

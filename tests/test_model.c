@@ -229,8 +229,9 @@ test_stripes (void)
   CHECK (ae_stripes_new (m, h, w + 2, 2, &err) == NULL && err.status == AE_E_SHAPE,
          "a width the model cannot take is rejected: %s", err.message);
   ae_model *dn = ae_model_new ("dense:8,dense:48:sigmoid:3x4x4", 3, 4, 4, 1, &err);
-  ae_stripes *one = ae_stripes_new (dn, 4, 4, 2, &err);
-  CHECK (one && ae_stripes_count (one) == 1, "a dense model runs as one stripe");
+  ae_stripes *one = ae_stripes_new_pieces (dn, 4, 4, 2, 2, &err);
+  CHECK (one && ae_stripes_count (one) == 1 && ae_stripes_piece_rows (one) == 4,
+         "a dense model runs as one stripe, in one piece even when asked for 2 rows");
   ae_stripes_free (one);
   ae_model_free (dn);
   ae_session_free (whole);

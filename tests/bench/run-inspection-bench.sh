@@ -27,7 +27,7 @@ trap 'rm -rf "$work"' EXIT
 export GST_PLUGIN_PATH=$build/plugins
 py=/usr/bin/python3
 size=256
-online_passes=${AE_ONLINE_PASSES:-12} # 12 x 2.4 s of test footage for online training
+online_passes=${AE_ONLINE_PASSES:-40} # 40 x 2.4 s of test footage while the element trains (~60 s)
 # The recipe docs/inspection.md recommends.
 train_opts=(--arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 25
             --synthetic-defects 0.5 --aggregate max --smooth 4 --loss "$loss" "${extra[@]}")
