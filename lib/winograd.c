@@ -1,8 +1,8 @@
 /* 3x3 stride-1 "same" convolutions by Winograd's minimal filtering,
  * F(4x4, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural
  * Networks", 2016): each 4x4 output tile of each channel pair costs 36
- * multiplications instead of 144, for three transforms that are additions
- * and shifts.
+ * multiplications instead of 144, plus input, weight and output transforms
+ * that are additions and multiplications by small constants.
  *
  * The direct kernels already run the 16-channel layers of the default
  * denoiser at about 80% of the cores' FMA peak, so fewer multiplications

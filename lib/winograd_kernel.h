@@ -18,7 +18,6 @@
 #define WINO_MERGE WINO_NAME (wino_merge, VEC)
 #define WINO_INPUT WINO_NAME (wino_input, VEC)
 #define WINO_PRODUCTS WINO_NAME (wino_products, VEC)
-#define WINO_PRODUCT_BLOCK WINO_NAME (wino_product_block, VEC)
 #define WINO_OUTPUT WINO_NAME (wino_output, VEC)
 #define WINO_IMAGE WINO_NAME (wino_image, VEC)
 
@@ -256,7 +255,6 @@ WINO_IMAGE (const wino_geom *g, const float *u, const float *bias, float act_a, 
 #undef WINO_MERGE
 #undef WINO_INPUT
 #undef WINO_PRODUCTS
-#undef WINO_PRODUCT_BLOCK
 #undef WINO_OUTPUT
 #undef WINO_IMAGE
 #undef VEC
