@@ -962,7 +962,8 @@ test_learning (void)
   GstBus *bus;
   gchar *saved = g_build_filename (workdir, "learned.aem", NULL);
   gchar *caps = caps_string ("GRAY8", W, H);
-  GstHarness *h = harness_new (&bus, caps, "learn-frames", 20, "save-model", saved, NULL);
+  GstHarness *h = harness_new (&bus, caps, "learn-frames", 20, "learn-epochs", 7, "save-model",
+                               saved, NULL);
   GRand *rng = g_rand_new_with_seed (13);
   guint8 img[W * H];
   guint with_meta = 0, i;
@@ -983,10 +984,14 @@ test_learning (void)
   GstMessage *learned = wait_message (bus, GST_MESSAGE_ELEMENT | GST_MESSAGE_ERROR,
                                       "aeanomaly-learned", 100);
   gdouble threshold = -1, t = 0;
+  gint epochs = 0;
   CHECK (learned && gst_structure_get_double (gst_message_get_structure (learned), "threshold",
                                               &threshold) && threshold > 0,
          "aeanomaly-learned after %.1f s, threshold %g",
          (g_get_monotonic_time () - t0) / 1e6, threshold);
+  CHECK (learned && gst_structure_get_int (gst_message_get_structure (learned), "epochs", &epochs)
+             && epochs == 7,
+         "learn-epochs=7 trained %d epochs", epochs);
 
   texture (img, W, H, rng);
   GstBuffer *normal = push_frame (h, "GRAY8", W, H, i++, img);
