@@ -384,7 +384,8 @@ warn_if_uncalibrated (GstAeAnomaly *self, const GstAeSettings *s)
   gboolean uncalibrated = differs && !(self->threshold >= 0) && !isnan (self->model_threshold);
   gboolean warn = uncalibrated && !self->calibration_warned;
   self->calibration_warned = uncalibrated;
-  gchar *model_aggregate = g_strdup (self->model_aggregate);
+  /* Copied only to warn: no allocation per frame. */
+  gchar *model_aggregate = warn ? g_strdup (self->model_aggregate) : NULL;
   gint model_radius = self->model_smooth_radius;
   GST_OBJECT_UNLOCK (self);
   if (warn)
@@ -858,7 +859,8 @@ learn_train (GstAeTrainJob *job, gsize nval, GstAeLearnReport *rep, ae_error *er
     o.crop_width = rep->crop_w;
     o.crop_height = rep->crop_h;
   }
-  o.repeat = rep->repeat = (gint) MAX ((LEARN_MIN_SAMPLES_PER_EPOCH + ntrain - 1) / ntrain, LEARN_REPEAT);
+  o.repeat = rep->repeat
+      = (gint) MAX ((LEARN_MIN_SAMPLES_PER_EPOCH + ntrain - 1) / ntrain, LEARN_REPEAT);
   o.threads = job->threads;
   o.cancel = (const volatile int *) &job->self->cancel;
   if (ae_train (m, &data, &o, &rep->train, err) != AE_OK) {
@@ -1066,11 +1068,7 @@ learn_start_training (GstAeAnomaly *self)
   GST_OBJECT_LOCK (self);
   job->save_path = g_strdup (self->save_model);
   job->epochs = self->learn_epochs;
-  /* The threads property's workers, as the stripes will use after, with
-   * OpenBLAS on one thread: OpenBLAS's own threads under one worker
-   * trained 400 frames of 256x256 in 91 s where ae-train's 2 workers
-   * took 45. */
-  job->threads = gst_ae_stripe_threads (self->threads, MAX_THREADS);
+  gint threads = self->threads;
   /* The properties, when set, decide how the learned model scores. */
   job->aggregate = g_strdup (self->aggregate ? self->aggregate : LEARN_AGGREGATE);
   job->scoring.loss = AE_LOSS_MSE;
@@ -1079,6 +1077,11 @@ learn_start_training (GstAeAnomaly *self)
   job->scoring.smooth_radius = self->smooth_radius >= 0 ? self->smooth_radius
                                                          : LEARN_SMOOTH_RADIUS;
   GST_OBJECT_UNLOCK (self);
+  /* The threads property's workers, as the stripes will use after, with
+   * OpenBLAS on one thread: OpenBLAS's own threads under one worker
+   * trained 400 frames of 256x256 in 91 s where ae-train's 2 workers
+   * took 45. */
+  job->threads = gst_ae_stripe_threads (threads, MAX_THREADS);
   self->learn_x = NULL;
   self->learn_count = 0;
   g_atomic_int_set (&self->cancel, 0);
