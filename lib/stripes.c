@@ -134,9 +134,21 @@ set_pieces (ae_stripes *p, int rows, int longest)
   p->span = p->piece + 2 * p->halo < p->h ? p->piece + 2 * p->halo : p->h;
 }
 
-/* Piece sizes: `rows` if positive (tests), else as many rows as keep the
- * largest activation within AE_STRIPE_PIECE_FLOATS, but no fewer than
- * PIECE_MIN_HALOS halos; one piece per stripe for arithmetic-bound models. */
+/* Own rows per piece for this model: as many as keep the largest
+ * activation within AE_STRIPE_PIECE_FLOATS, no fewer than PIECE_MIN_HALOS
+ * halos; the whole stripe for arithmetic-bound models. */
+static int
+planned_rows (const ae_stripes *p, int longest)
+{
+  row_costs cost = costs_per_row (p->model, p->w);
+  int rows = (int) ((double) AE_STRIPE_PIECE_FLOATS / cost.largest) - 2 * p->halo;
+  if (cost.macs > PIECE_MAX_MACS_PER_FLOAT * cost.written)
+    rows = longest;
+  return rows > PIECE_MIN_HALOS * p->halo ? rows : PIECE_MIN_HALOS * p->halo;
+}
+
+/* Piece sizes: `rows` if positive (tests), else planned_rows; a dense
+ * layer sees the whole frame, so no pieces, as no stripes. */
 static void
 plan_pieces (ae_stripes *p, int rows)
 {
@@ -146,20 +158,10 @@ plan_pieces (ae_stripes *p, int rows)
   for (int k = 0; k < p->count; k++)
     if (p->v[k].y1 - p->v[k].y0 > longest)
       longest = p->v[k].y1 - p->v[k].y0;
-  if (!p->model->fully_conv) { /* a dense layer sees the whole frame: no pieces, as no stripes */
-    set_pieces (p, longest, longest);
-    return;
-  }
-  if (rows > 0) {
-    set_pieces (p, rows, longest);
-    return;
-  }
-  row_costs cost = costs_per_row (p->model, p->w);
-  rows = (int) ((double) AE_STRIPE_PIECE_FLOATS / cost.largest) - 2 * p->halo;
-  if (cost.macs > PIECE_MAX_MACS_PER_FLOAT * cost.written)
+  if (!p->model->fully_conv)
     rows = longest;
-  if (rows < PIECE_MIN_HALOS * p->halo)
-    rows = PIECE_MIN_HALOS * p->halo;
+  else if (rows <= 0)
+    rows = planned_rows (p, longest);
   set_pieces (p, rows, longest);
 }
 
