@@ -282,6 +282,25 @@ gst_ae_frame_write_luma (GstVideoFrame *frame, const float *old_luma, const floa
                                 GST_VIDEO_FRAME_HEIGHT (frame));
 }
 
+/* p[x * ps] += gain * (n[x] - o[x]) for w pixels, clamped. The planar
+ * case has its own loop, which the compiler vectorises (a variable pixel
+ * stride keeps it scalar: 5 % of a 720p aedenoise frame). */
+static void
+add_luma_change (guint8 *p, int ps, const float *o, const float *n, float gain, int w)
+{
+  if (ps == 1) {
+    for (int x = 0; x < w; x++) { /* clamp_byte, as max, min and truncation */
+      float v = p[x] + gain * (n[x] - o[x]) + 0.5f;
+      v = v > 0.0f ? v : 0.0f;
+      v = v < 255.0f ? v : 255.0f;
+      p[x] = (guint8) (int) v;
+    }
+    return;
+  }
+  for (int x = 0; x < w; x++)
+    p[x * ps] = clamp_byte (p[x * ps] + gain * (n[x] - o[x]));
+}
+
 void
 gst_ae_frame_write_luma_rows (GstVideoFrame *frame, const float *old_luma,
                               const float *new_luma, float blend, int y0, int y1)
@@ -290,12 +309,9 @@ gst_ae_frame_write_luma_rows (GstVideoFrame *frame, const float *old_luma,
   int ncomp = is_rgb (frame) ? 3 : 1;
   for (int y = y0; y < y1; y++) {
     const float *o = old_luma + (size_t) y * w, *n = new_luma + (size_t) y * w;
-    for (int c = 0; c < ncomp; c++) {
-      guint8 *p = comp_pixel (frame, c, 0, y);
-      int ps = GST_VIDEO_FRAME_COMP_PSTRIDE (frame, c);
-      for (int x = 0; x < w; x++)
-        p[x * ps] = clamp_byte (p[x * ps] + blend * 255.0f * (n[x] - o[x]));
-    }
+    for (int c = 0; c < ncomp; c++)
+      add_luma_change (comp_pixel (frame, c, 0, y), GST_VIDEO_FRAME_COMP_PSTRIDE (frame, c), o,
+                       n, blend * 255.0f, w);
   }
 }
 
