@@ -224,6 +224,13 @@ const float *ae_stripes_forward (ae_stripes *s, const float *input);
  * then uses the cores too. */
 typedef void (*ae_rows_fn) (void *ctx, int y0, int y1);
 void ae_stripes_for_rows (ae_stripes *s, ae_rows_fn fn, void *ctx);
+/* ae_stripes_forward, also calling fn (ctx, y0, y1) on the stripes' threads
+ * as soon as rows [y0, y1) of the result are in place (together: every row
+ * once), while they are still in cache: the caller's write-back of a frame
+ * costs no second pass over it. */
+const float *ae_stripes_forward_rows (ae_stripes *s, const float *input, ae_rows_fn fn, void *ctx);
+/* Where the forwards' results land (the same buffer every call). */
+const float *ae_stripes_output (const ae_stripes *s);
 /* The frame's noise level for the following forwards (ae_session_set_noise). */
 void ae_stripes_set_noise (ae_stripes *s, float sigma);
 void ae_stripes_free (ae_stripes *s);

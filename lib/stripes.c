@@ -37,6 +37,8 @@ struct ae_stripes {
   float *frame_out;
   ae_rows_fn rows_fn;    /* set: the pool runs this instead of the model */
   void *rows_ctx;
+  ae_rows_fn after_fn;   /* set: called on each piece's rows once they are out */
+  void *after_ctx;
 };
 
 /* Input rows an output row can depend on, on either side. */
@@ -183,6 +185,8 @@ run_piece (ae_stripes *p, const stripe *st, int top, int y0, int y1)
   for (int ch = 0; ch < c; ch++)
     memcpy (p->frame_out + ch * plane + (size_t) y0 * p->w, y + ch * part + skip,
             own * sizeof (float));
+  if (p->after_fn)
+    p->after_fn (p->after_ctx, y0, y1);
 }
 
 static void
@@ -287,8 +291,23 @@ ae_stripes_set_noise (ae_stripes *p, float sigma)
 const float *
 ae_stripes_forward (ae_stripes *p, const float *input)
 {
+  return ae_stripes_forward_rows (p, input, NULL, NULL);
+}
+
+const float *
+ae_stripes_forward_rows (ae_stripes *p, const float *input, ae_rows_fn fn, void *ctx)
+{
   p->frame_in = input;
+  p->after_fn = fn;
+  p->after_ctx = ctx;
   ae_pool_run (p->pool, p->count);
+  p->after_fn = NULL;
+  return p->frame_out;
+}
+
+const float *
+ae_stripes_output (const ae_stripes *p)
+{
   return p->frame_out;
 }
 

@@ -449,7 +449,8 @@ measure_noise (GstAeDenoise *self, const float *luma)
 }
 
 /* Temporal filtering of the denoised luma, then the write-back, on the
- * stripes' threads; this frame's result becomes the history. */
+ * stripes' threads; this frame's result becomes the history. (Not fused
+ * with the network's pieces: a row's motion gate reads the rows around it.) */
 static void
 temporal_write (GstAeDenoise *self, RowJob *job, gfloat temporal, gdouble level)
 {
@@ -464,6 +465,22 @@ temporal_write (GstAeDenoise *self, RowJob *job, gfloat temporal, gdouble level)
   self->blended = self->history;
   self->history = job->blended;
   self->have_history = TRUE;
+}
+
+/* A padded frame: the network runs on a copy, the result is cropped, then
+ * written back (the stripes cover the padded rows, not the frame's). */
+static void
+denoise_padded (GstAeDenoise *self, GstVideoFrame *frame, RowJob *job, gfloat temporal,
+                gdouble level)
+{
+  pad_plane (job->luma, self->width, self->height, self->input, self->pw, self->ph);
+  crop_plane (ae_stripes_forward (self->stripes, self->input), self->pw, self->denoised,
+              self->width, self->height);
+  job->denoised = self->denoised;
+  if (temporal > 0.0f)
+    temporal_write (self, job, temporal, level);
+  else
+    gst_ae_frame_write_luma (frame, job->luma, job->denoised, job->strength);
 }
 
 /* Reads the luma, runs the network and writes the change back. Without
@@ -494,19 +511,18 @@ denoise_frame (GstAeDenoise *self, GstVideoFrame *frame, gfloat strength, gboole
     self->have_history = FALSE;
   if (job.strength <= 0.0f)
     return;
-  if (padded)
-    pad_plane (job.luma, self->width, self->height, self->input, self->pw, self->ph);
-  job.denoised = ae_stripes_forward (self->stripes, self->input);
   if (padded) {
-    crop_plane (job.denoised, self->pw, self->denoised, self->width, self->height);
-    job.denoised = self->denoised;
+    denoise_padded (self, frame, &job, temporal, level);
+    return;
   }
-  if (temporal > 0.0f)
+  if (temporal > 0.0f) {
+    job.denoised = ae_stripes_forward (self->stripes, self->input);
     temporal_write (self, &job, temporal, level);
-  else if (padded)
-    gst_ae_frame_write_luma (frame, job.luma, job.denoised, job.strength);
-  else
-    ae_stripes_for_rows (self->stripes, write_rows, &job);
+    return;
+  }
+  /* Each piece of rows is written back as soon as the network has it. */
+  job.denoised = ae_stripes_output (self->stripes);
+  ae_stripes_forward_rows (self->stripes, self->input, write_rows, &job);
 }
 
 static GstFlowReturn
