@@ -94,18 +94,23 @@ fill_phase_row (const float *src, int w, int s, int first, int len, float *row)
   memset (row + hi, 0, (size_t) (len - hi) * sizeof (float));
 }
 
-/* Copies the input rows of band b of image n, zero outside the image,
- * phase row q of input row r holding padded columns q, q + s, q + 2s, ... */
-static void
-fill_band (const conv_geom *g, const float *x, int n, const band *b, float *dst)
+/* Input row iy of channel ic, NULL outside the image (zero padding). */
+static const float *
+input_row (const conv_geom *g, const rows_in *x, int ic, int iy)
 {
-  size_t plane = (size_t) g->h * g->w;
+  if (iy < 0 || iy >= g->h)
+    return NULL;
+  return x->data + ic * x->cs + (size_t) (iy - x->first) * x->rs;
+}
+
+/* Copies the input rows of band b, zero outside the image, phase row q
+ * of input row r holding padded columns q, q + s, q + 2s, ... */
+static void
+fill_band (const conv_geom *g, const rows_in *x, const band *b, float *dst)
+{
   for (int ic = 0; ic < g->c; ic++)
     for (int r = 0; r < b->rows; r++) {
-      int iy = b->oy0 * g->s - g->p + r;
-      const float *src = iy >= 0 && iy < g->h ? x + ((size_t) ic * g->n + n) * plane
-                                                    + (size_t) iy * g->w
-                                              : NULL;
+      const float *src = input_row (g, x, ic, b->oy0 * g->s - g->p + r);
       for (int q = 0; q < g->s; q++)
         fill_phase_row (src, g->w, g->s, q - g->p, b->pw,
                         dst + (((size_t) ic * b->rows + r) * g->s + q) * b->pw);
@@ -115,18 +120,12 @@ fill_band (const conv_geom *g, const float *x, int n, const band *b, float *dst)
 /* Stride 1, window (k rows of 2 * VEC + k - 1 columns, all channels)
  * starting at input (iy, ix), zero outside the image. */
 static void
-fill_window (const conv_geom *g, const float *x, int n, int iy, int ix, int k, int span,
-             float *dst)
+fill_window (const conv_geom *g, const rows_in *x, int iy, int ix, int k, int span, float *dst)
 {
-  size_t plane = (size_t) g->h * g->w;
   for (int ic = 0; ic < g->c; ic++)
-    for (int r = 0; r < k; r++) {
-      int y = iy + r;
-      const float *src = y >= 0 && y < g->h ? x + ((size_t) ic * g->n + n) * plane
-                                                  + (size_t) y * g->w
-                                            : NULL;
-      fill_phase_row (src, g->w, 1, ix, span, dst + ((size_t) ic * k + r) * span);
-    }
+    for (int r = 0; r < k; r++)
+      fill_phase_row (input_row (g, x, ic, iy + r), g->w, 1, ix, span,
+                      dst + ((size_t) ic * k + r) * span);
 }
 
 /* Where a tile reads its taps (see KERNEL_TILE). */
@@ -136,10 +135,11 @@ typedef struct window {
 } window;
 
 typedef void (*band_fn) (const conv_geom *g, const band *b, const float *bandp, const float *w,
-                         const float *bias, int out_c, int n, float *y, float act_a,
+                         const float *bias, int out_c, const rows_out *y, float act_a,
                          float act_b);
-typedef void (*row_fn) (const conv_geom *g, const float *x, const float *w, const float *bias,
-                        int out_c, float *y, float *scratch, float act_a, float act_b);
+typedef void (*row_fn) (const conv_geom *g, const rows_in *x, const float *w, const float *bias,
+                        int out_c, const rows_out *y, int oy0, int oy1, float *scratch,
+                        float act_a, float act_b);
 
 /* Baseline and AVX2 builds: 8-float vectors, 16-column tiles. */
 #define BAND_KERNEL band_v8
@@ -186,8 +186,9 @@ typedef void (*row_fn) (const conv_geom *g, const float *x, const float *w, cons
 #endif
 
 void
-ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias, float act_a,
-                float act_b, const float *x, float *y, float *scratch)
+ae_direct_conv_rows (const conv_geom *g, int out_c, const float *w, const float *bias,
+                     float act_a, float act_b, const rows_in *x, const rows_out *y, int oy0,
+                     int oy1, float *scratch)
 {
   int wide = ae_have_avx512 () && g->ow >= 48; /* narrower outputs waste most of a 64-column tile */
   if (g->s == 1) {
@@ -196,7 +197,7 @@ ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias
     if (wide)
       rows = rows_v16;
 #endif
-    rows (g, x, w, bias, out_c, y, scratch, act_a, act_b);
+    rows (g, x, w, bias, out_c, y, oy0, oy1, scratch, act_a, act_b);
     return;
   }
   band_fn kernel = band_v8;
@@ -205,11 +206,22 @@ ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias
     kernel = band_v16;
 #endif
   int step = band_height (g);
-  for (int n = 0; n < g->n; n++)
-    for (int oy0 = 0; oy0 < g->oh; oy0 += step) {
-      band b = { oy0, oy0 + step < g->oh ? oy0 + step : g->oh, 0, phase_width (g) };
-      b.rows = (b.oy1 - b.oy0 - 1) * g->s + g->k;
-      fill_band (g, x, n, &b, scratch);
-      kernel (g, &b, scratch, w, bias, out_c, n, y, act_a, act_b);
-    }
+  for (int oy = oy0; oy < oy1; oy += step) {
+    band b = { oy, oy + step < oy1 ? oy + step : oy1, 0, phase_width (g) };
+    b.rows = (b.oy1 - b.oy0 - 1) * g->s + g->k;
+    fill_band (g, x, &b, scratch);
+    kernel (g, &b, scratch, w, bias, out_c, y, act_a, act_b);
+  }
+}
+
+void
+ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias, float act_a,
+                float act_b, const float *x, float *y, float *scratch)
+{
+  size_t in_plane = (size_t) g->h * g->w, out_plane = (size_t) g->oh * g->ow;
+  for (int n = 0; n < g->n; n++) {
+    rows_in xn = { x + n * in_plane, 0, g->n * in_plane, (size_t) g->w };
+    rows_out yn = { y + n * out_plane, 0, g->n * out_plane, (size_t) g->ow };
+    ae_direct_conv_rows (g, out_c, w, bias, act_a, act_b, &xn, &yn, 0, g->oh, scratch);
+  }
 }

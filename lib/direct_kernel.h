@@ -60,7 +60,7 @@ KERNEL_TILE (const conv_geom *g, const window *win, const float *w, const float 
 /* All output channels of one tile position, stored into y. */
 static inline __attribute__ ((always_inline)) void
 KERNEL_COLUMN (const conv_geom *g, const window *win, const float *w, const float *bias,
-               int out_c, int n, int oy, int x0, float *y, int k, int s, float act_a,
+               int out_c, const rows_out *y, int oy, int x0, int k, int s, float act_a,
                float act_b)
 {
   float out[KERNEL_OC][KERNEL_XV * VEC];
@@ -72,41 +72,39 @@ KERNEL_COLUMN (const conv_geom *g, const window *win, const float *w, const floa
     else
       KERNEL_TILE (g, win, w, bias, oc, noc, k, s, act_a, act_b, out);
     for (int o = 0; o < noc; o++)
-      memcpy (y + (((size_t) (oc + o) * g->n + n) * g->oh + oy) * g->ow + x0, out[o],
+      memcpy (y->data + (oc + o) * y->cs + (size_t) (oy - y->first) * y->rs + x0, out[o],
               (size_t) len * sizeof (float));
   }
 }
 
-/* Stride 1: tiles whose window lies inside the image read it in place;
- * the others read a zero-padded copy of their window. */
+/* Stride 1, output rows [oy0, oy1): tiles whose window lies inside the
+ * image read it in place; the others read a zero-padded copy of their window. */
 static inline __attribute__ ((always_inline)) void
-KERNEL_ROWS (const conv_geom *g, const float *x, const float *w, const float *bias, int out_c,
-             float *y, float *scratch, int k, float act_a, float act_b)
+KERNEL_ROWS (const conv_geom *g, const rows_in *x, const float *w, const float *bias, int out_c,
+             const rows_out *y, int oy0, int oy1, float *scratch, int k, float act_a,
+             float act_b)
 {
   const int span = KERNEL_XV * VEC + k - 1;
-  size_t plane = (size_t) g->h * g->w;
-  for (int n = 0; n < g->n; n++)
-    for (int oy = 0; oy < g->oh; oy++) {
-      int iy = oy - g->p;
-      int rows_inside = iy >= 0 && iy + k <= g->h;
-      for (int x0 = 0; x0 < g->ow; x0 += KERNEL_XV * VEC) {
-        int ix = x0 - g->p;
-        window win;
-        if (rows_inside && ix >= 0 && ix + span <= g->w) {
-          win = (window) { x + (size_t) n * plane + (size_t) iy * g->w + ix,
-                           g->n * plane, (size_t) g->w, 0 };
-        } else {
-          fill_window (g, x, n, iy, ix, k, span, scratch);
-          win = (window) { scratch, (size_t) k * span, (size_t) span, 0 };
-        }
-        KERNEL_COLUMN (g, &win, w, bias, out_c, n, oy, x0, y, k, 1, act_a, act_b);
+  for (int oy = oy0; oy < oy1; oy++) {
+    int iy = oy - g->p;
+    int rows_inside = iy >= 0 && iy + k <= g->h;
+    for (int x0 = 0; x0 < g->ow; x0 += KERNEL_XV * VEC) {
+      int ix = x0 - g->p;
+      window win;
+      if (rows_inside && ix >= 0 && ix + span <= g->w) {
+        win = (window) { x->data + (size_t) (iy - x->first) * x->rs + ix, x->cs, x->rs, 0 };
+      } else {
+        fill_window (g, x, iy, ix, k, span, scratch);
+        win = (window) { scratch, (size_t) k * span, (size_t) span, 0 };
       }
+      KERNEL_COLUMN (g, &win, w, bias, out_c, y, oy, x0, k, 1, act_a, act_b);
     }
+  }
 }
 
 static inline __attribute__ ((always_inline)) void
 KERNEL_BAND_TILES (const conv_geom *g, const band *b, const float *bandp, const float *w,
-                   const float *bias, int out_c, int n, float *y, int k, int s, float act_a,
+                   const float *bias, int out_c, const rows_out *y, int k, int s, float act_a,
                    float act_b)
 {
   size_t pw = (size_t) b->pw;
@@ -114,32 +112,32 @@ KERNEL_BAND_TILES (const conv_geom *g, const band *b, const float *bandp, const 
     for (int x0 = 0; x0 < g->ow; x0 += KERNEL_XV * VEC) {
       window win = { bandp + (size_t) (oy - b->oy0) * s * s * pw + x0,
                      (size_t) b->rows * s * pw, s * pw, pw };
-      KERNEL_COLUMN (g, &win, w, bias, out_c, n, oy, x0, y, k, s, act_a, act_b);
+      KERNEL_COLUMN (g, &win, w, bias, out_c, y, oy, x0, k, s, act_a, act_b);
     }
 }
 
 KERNEL_ATTRS __attribute__ ((optimize ("fp-contract=fast"))) static void
-ROW_KERNEL (const conv_geom *g, const float *x, const float *w, const float *bias, int out_c,
-            float *y, float *scratch, float act_a, float act_b)
+ROW_KERNEL (const conv_geom *g, const rows_in *x, const float *w, const float *bias, int out_c,
+            const rows_out *y, int oy0, int oy1, float *scratch, float act_a, float act_b)
 {
   if (g->k == 3)
-    KERNEL_ROWS (g, x, w, bias, out_c, y, scratch, 3, act_a, act_b);
+    KERNEL_ROWS (g, x, w, bias, out_c, y, oy0, oy1, scratch, 3, act_a, act_b);
   else if (g->k == 5)
-    KERNEL_ROWS (g, x, w, bias, out_c, y, scratch, 5, act_a, act_b);
+    KERNEL_ROWS (g, x, w, bias, out_c, y, oy0, oy1, scratch, 5, act_a, act_b);
   else
-    KERNEL_ROWS (g, x, w, bias, out_c, y, scratch, g->k, act_a, act_b);
+    KERNEL_ROWS (g, x, w, bias, out_c, y, oy0, oy1, scratch, g->k, act_a, act_b);
 }
 
 KERNEL_ATTRS __attribute__ ((optimize ("fp-contract=fast"))) static void
 BAND_KERNEL (const conv_geom *g, const band *b, const float *bandp, const float *w,
-             const float *bias, int out_c, int n, float *y, float act_a, float act_b)
+             const float *bias, int out_c, const rows_out *y, float act_a, float act_b)
 {
   if (g->k == 3 && g->s == 2)
-    KERNEL_BAND_TILES (g, b, bandp, w, bias, out_c, n, y, 3, 2, act_a, act_b);
+    KERNEL_BAND_TILES (g, b, bandp, w, bias, out_c, y, 3, 2, act_a, act_b);
   else if (g->k == 4 && g->s == 2)
-    KERNEL_BAND_TILES (g, b, bandp, w, bias, out_c, n, y, 4, 2, act_a, act_b);
+    KERNEL_BAND_TILES (g, b, bandp, w, bias, out_c, y, 4, 2, act_a, act_b);
   else
-    KERNEL_BAND_TILES (g, b, bandp, w, bias, out_c, n, y, g->k, g->s, act_a, act_b);
+    KERNEL_BAND_TILES (g, b, bandp, w, bias, out_c, y, g->k, g->s, act_a, act_b);
 }
 
 #undef KERNEL_VEC

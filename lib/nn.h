@@ -230,6 +230,22 @@ void ae_col2im_pixel_major (const conv_geom *g, const float *colt, size_t j0, si
 size_t ae_col_chunk (size_t rows, size_t total_cols, size_t budget);
 #define AE_COL_BUDGET ((size_t) 1 << 20)
 
+/* Some rows of a C x H x W tensor (one image) held in a buffer: channel c,
+ * row y at data + c * cs + (y - first) * rs. The row kernels below read
+ * and write only the rows they are asked for and those their taps reach;
+ * rows outside [0, H) are the zero padding, never read. */
+typedef struct rows_in {
+  const float *data;
+  int first;
+  size_t cs, rs;
+} rows_in;
+
+typedef struct rows_out {
+  float *data;
+  int first;
+  size_t cs, rs;
+} rows_out;
+
 /* narrow.c: a convolution or transposed convolution whose output rows are
  * narrow, the vector running across output channels, one image at a time.
  * fits says whether the geometry suits it. pack rearranges the layer's
@@ -267,6 +283,10 @@ size_t ae_wino_scratch (const wino_geom *g);
 void ae_wino_pack (const wino_geom *g, const float *w, float *packed);
 void ae_wino_conv (const wino_geom *g, const float *packed, const float *bias, float act_a,
                    float act_b, const float *x, float *y, int n, float *scratch);
+/* Output rows [y0, y1) of one image of height g->h. */
+void ae_wino_conv_rows (const wino_geom *g, const float *packed, const float *bias, float act_a,
+                        float act_b, const rows_in *x, const rows_out *y, int y0, int y1,
+                        float *scratch);
 
 /* layers.c: whether the layer, with these input and output shapes, runs
  * its forward pass (fwd) or its input gradient (back: the transposed
@@ -283,6 +303,10 @@ int ae_direct_conv_fits (const conv_geom *g);
 size_t ae_direct_conv_scratch (const conv_geom *g);
 void ae_direct_conv (const conv_geom *g, int out_c, const float *w, const float *bias, float act_a,
                      float act_b, const float *x, float *y, float *scratch);
+/* Output rows [oy0, oy1) of one image (g->n 1, g->h its full height). */
+void ae_direct_conv_rows (const conv_geom *g, int out_c, const float *w, const float *bias,
+                          float act_a, float act_b, const rows_in *x, const rows_out *y, int oy0,
+                          int oy1, float *scratch);
 
 /* stripes.c: ae_stripes_new with pieces of piece_rows own rows (0: planned
  * from the model; tests ask for short ones). */

@@ -114,19 +114,27 @@ wino_pad_row (const float *row, int w, int x0, int span, float *buf)
 #endif
 
 void
+ae_wino_conv_rows (const wino_geom *g, const float *packed, const float *bias, float act_a,
+                   float act_b, const rows_in *x, const rows_out *y, int y0, int y1,
+                   float *scratch)
+{
+#ifdef HAVE_AVX512_KERNEL
+  if (wino_vec (g) == 16) {
+    wino_image_v16 (g, packed, bias, act_a, act_b, x, y, y0, y1, scratch);
+    return;
+  }
+#endif
+  wino_image_v8 (g, packed, bias, act_a, act_b, x, y, y0, y1, scratch);
+}
+
+void
 ae_wino_conv (const wino_geom *g, const float *packed, const float *bias, float act_a,
               float act_b, const float *x, float *y, int n, float *scratch)
 {
   size_t plane = (size_t) g->h * g->w, cs = (size_t) n * plane;
   for (int image = 0; image < n; image++) {
-    const float *xi = x + (size_t) image * plane;
-    float *yi = y + (size_t) image * plane;
-#ifdef HAVE_AVX512_KERNEL
-    if (wino_vec (g) == 16) {
-      wino_image_v16 (g, packed, bias, act_a, act_b, xi, cs, yi, cs, scratch);
-      continue;
-    }
-#endif
-    wino_image_v8 (g, packed, bias, act_a, act_b, xi, cs, yi, cs, scratch);
+    rows_in xi = { x + (size_t) image * plane, 0, cs, (size_t) g->w };
+    rows_out yi = { y + (size_t) image * plane, 0, cs, (size_t) g->w };
+    ae_wino_conv_rows (g, packed, bias, act_a, act_b, &xi, &yi, 0, g->h, scratch);
   }
 }

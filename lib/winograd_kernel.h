@@ -168,11 +168,11 @@ WINO_PRODUCTS (const float *v, const float *u, int in_c, int ocp, float *m)
 }
 
 /* Output channel oc of the VEC tiles: A^T M A, bias, activation, merged
- * back into rows of the plane `dst` (rows, cols: how many of the tiles'
- * 4 x 4 VEC outputs lie inside it). */
+ * back into rows of the plane `dst`, `rs` floats apart (rows, cols: how
+ * many of the tiles' 4 x 4 VEC outputs lie inside it). */
 static inline __attribute__ ((always_inline)) void
 WINO_OUTPUT (const float *m, size_t pos_stride, float bias, float act_a, float act_b, float *dst,
-             int w, int rows, int cols)
+             size_t rs, int rows, int cols)
 {
   WINO_VEC t[4][6];
   for (int c = 0; c < 6; c++) {
@@ -192,7 +192,7 @@ WINO_OUTPUT (const float *m, size_t pos_stride, float bias, float act_a, float a
       y[j] = act_a * v + act_b * mag;
     }
     WINO_MERGE (y, row);
-    float *out = dst + (size_t) i * w;
+    float *out = dst + (size_t) i * rs;
     if (cols == 4 * VEC)
       memcpy (out, row, sizeof row);
     else
@@ -200,38 +200,39 @@ WINO_OUTPUT (const float *m, size_t pos_stride, float bias, float act_a, float a
   }
 }
 
-/* One image: x and y are channel planes `x_cs` and `y_cs` floats apart. */
+/* Output rows [r0, r1) of one image, tiles starting at r0. */
 KERNEL_ATTRS __attribute__ ((optimize ("fp-contract=fast"))) static void
 WINO_IMAGE (const wino_geom *g, const float *u, const float *bias, float act_a, float act_b,
-            const float *x, size_t x_cs, float *y, size_t y_cs, float *scratch)
+            const rows_in *x, const rows_out *y, int r0, int r1, float *scratch)
 {
   const int h = g->h, w = g->w, span = 5 * VEC;
   int ocp = wino_ocp (g);
   float *v = scratch, *m = v + (size_t) 36 * g->in_c * VEC;
   float *window = m + (size_t) 36 * ocp * VEC, *zero = window + 6 * span;
   memset (zero, 0, span * sizeof (float));
-  for (int y0 = 0; y0 < h; y0 += 4) {
-    int rows = h - y0 < 4 ? h - y0 : 4;
+  for (int y0 = r0; y0 < r1; y0 += 4) {
+    int rows = r1 - y0 < 4 ? r1 - y0 : 4;
     for (int x0 = 0; x0 < w; x0 += 4 * VEC) {
       int cols = w - x0 < 4 * VEC ? w - x0 : 4 * VEC;
       int inside = x0 >= 1 && x0 - 1 + span <= w;
       for (int ic = 0; ic < g->in_c; ic++) {
-        const float *plane = x + ic * x_cs, *src[6];
+        const float *src[6];
         for (int j = 0; j < 6; j++) {
           int yy = y0 - 1 + j;
-          if (yy < 0 || yy >= h)
+          if (yy < 0 || yy >= h) {
             src[j] = zero;
-          else if (inside)
-            src[j] = plane + (size_t) yy * w + x0 - 1;
-          else
-            src[j] = wino_pad_row (plane + (size_t) yy * w, w, x0 - 1, span, window + j * span);
+            continue;
+          }
+          const float *row = x->data + ic * x->cs + (size_t) (yy - x->first) * x->rs;
+          src[j] = inside ? row + x0 - 1 : wino_pad_row (row, w, x0 - 1, span, window + j * span);
         }
         WINO_INPUT (src, v + (size_t) ic * VEC, (size_t) g->in_c * VEC);
       }
       WINO_PRODUCTS (v, u, g->in_c, ocp, m);
       for (int oc = 0; oc < g->out_c; oc++)
         WINO_OUTPUT (m + (size_t) oc * 36 * VEC, VEC, bias ? bias[oc] : 0.0f, act_a, act_b,
-                     y + oc * y_cs + (size_t) y0 * w + x0, w, rows, cols);
+                     y->data + oc * y->cs + (size_t) (y0 - y->first) * y->rs + x0, y->rs, rows,
+                     cols);
     }
   }
 }
