@@ -253,11 +253,11 @@ layer_wino_geom (const ae_layer *l, const int *in, const int *out, wino_geom *g)
 
 /* Whether pack p predates the model's last change; it counts as current after. */
 static int
-pack_stale (const layer_ctx *c, weight_pack *p)
+pack_stale (const ae_model *m, weight_pack *p)
 {
-  if (p->rev == c->m->revision)
+  if (p->rev == m->revision)
     return 0;
-  p->rev = c->m->revision;
+  p->rev = m->revision;
   return 1;
 }
 
@@ -265,16 +265,16 @@ pack_stale (const layer_ctx *c, weight_pack *p)
 static const float *
 current_pack (const layer_ctx *c, weight_pack *p, const narrow_geom *g)
 {
-  if (pack_stale (c, p))
+  if (pack_stale (c->m, p))
     ae_narrow_pack (g, c->m->params + c->l->w_off, p->w);
   return p->w;
 }
 
-static const float *
-current_wino_pack (const layer_ctx *c, weight_pack *p, const wino_geom *g)
+const float *
+layer_wino_weights (const ae_model *m, const ae_layer *l, weight_pack *p, const wino_geom *g)
 {
-  if (pack_stale (c, p))
-    ae_wino_pack (g, c->m->params + c->l->w_off, p->w);
+  if (pack_stale (m, p))
+    ae_wino_pack (g, m->params + l->w_off, p->w);
   return p->w;
 }
 
@@ -291,7 +291,7 @@ direct_forward (const layer_ctx *c, const float *bias, float act_a, float act_b,
   ae_session *s = c->s;
   wino_geom wg;
   if (s->wino && s->wino[c->index].w && layer_wino_geom (l, c->in, c->out, &wg)) {
-    const float *packed = current_wino_pack (c, &s->wino[c->index], &wg);
+    const float *packed = layer_wino_weights (c->m, l, &s->wino[c->index], &wg);
     ae_wino_conv (&wg, packed, bias, act_a, act_b, x, y, c->n, s->col);
     return 1;
   }
@@ -368,6 +368,16 @@ conv_forward (const layer_ctx *c, const float *x, float *y)
 /* Largest convolution whose bias conv_noise_forward folds (a stack buffer). */
 #define FOLD_MAX_CHANNELS 512
 
+void
+layer_fold_noise (const ae_model *m, const ae_layer *conv, const ae_layer *noise, float sigma,
+                  float *bias)
+{
+  const float *conv_bias = m->params + conv->b_off;
+  const float *gain = m->params + noise->w_off, *shift = m->params + noise->b_off;
+  for (int ch = 0; ch < conv->out_c; ch++)
+    bias[ch] = conv_bias[ch] + (gain[ch] * sigma + shift[ch]);
+}
+
 int
 conv_noise_forward (const layer_ctx *c, const ae_layer *noise, const float *x, float *y)
 {
@@ -376,10 +386,7 @@ conv_noise_forward (const layer_ctx *c, const ae_layer *noise, const float *x, f
   if (c->s->training || c->n != 1 || l->kind != LAYER_CONV || l->act != AE_ACT_LINEAR
       || l->out_c > FOLD_MAX_CHANNELS || !act_as_abs_form (noise->act, noise->alpha, &a, &b))
     return 0;
-  const float *conv_bias = c->m->params + l->b_off;
-  const float *gain = c->m->params + noise->w_off, *shift = c->m->params + noise->b_off;
-  for (int ch = 0; ch < l->out_c; ch++)
-    bias[ch] = conv_bias[ch] + (gain[ch] * c->s->noise[0] + shift[ch]);
+  layer_fold_noise (c->m, l, noise, c->s->noise[0], bias);
   return direct_forward (c, bias, a, b, x, y);
 }
 

@@ -295,6 +295,14 @@ int layer_narrow_geom (const ae_layer *l, const int *in, const int *out, int bac
                        narrow_geom *g);
 /* layers.c: whether the layer's forward pass runs on winograd.c. */
 int layer_wino_geom (const ae_layer *l, const int *in, const int *out, wino_geom *g);
+/* layers.c: layer l's weights for winograd.c in p (p->w holds
+ * ae_wino_packed_floats), repacked whenever the model changed since. */
+const float *layer_wino_weights (const ae_model *m, const ae_layer *l, weight_pack *p,
+                                 const wino_geom *g);
+/* layers.c: the bias of a linear convolution followed by a noise layer,
+ * folded for noise level sigma (how inference runs the pair). */
+void layer_fold_noise (const ae_model *m, const ae_layer *conv, const ae_layer *noise, float sigma,
+                       float *bias);
 
 /* direct.c: convolution without im2col, for forward passes. fits says
  * whether it applies (and pays); scratch is the floats it needs. y gets the
@@ -314,6 +322,22 @@ void ae_direct_conv_rows (const conv_geom *g, int out_c, const float *w, const f
 ae_stripes *ae_stripes_new_pieces (const ae_model *model, int height, int width, int threads,
                                    int piece_rows, ae_error *err);
 int ae_stripes_piece_rows (const ae_stripes *s);
+
+/* rowstream.c: a fully convolutional model's output rows [y0, y1) of an
+ * h x w frame, computed down the frame `chunk` rows at a time (0: planned),
+ * no row twice (see the file). NULL (AE_E_ARG) for models with layers its
+ * row kernels do not run; ae_rowstream_fits says beforehand. */
+#define AE_STREAM_STEP_FLOATS ((size_t) 1 << 17) /* the largest layer's rows per step */
+typedef struct ae_rowstream ae_rowstream;
+int ae_rowstream_fits (const ae_model *m, int h, int w);
+ae_rowstream *ae_rowstream_new (const ae_model *m, int h, int w, int y0, int y1, int chunk,
+                                ae_error *err);
+int ae_rowstream_chunk (const ae_rowstream *r);
+void ae_rowstream_set_noise (ae_rowstream *r, float sigma);
+/* Reads the C x h x w frame `in`, writes rows [y0, y1) of `out` (the same
+ * shape), calling after (ctx, a, b) as each step's rows [a, b) are done. */
+void ae_rowstream_run (ae_rowstream *r, const float *in, float *out, ae_rows_fn after, void *ctx);
+void ae_rowstream_free (ae_rowstream *r);
 
 /* shards.c: data-parallel training steps over `workers` threads. */
 /* pool.c: worker threads running fn (ctx, i) for i < active on each

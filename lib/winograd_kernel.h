@@ -219,7 +219,9 @@ WINO_IMAGE (const wino_geom *g, const float *u, const float *bias, float act_a, 
         const float *src[6];
         for (int j = 0; j < 6; j++) {
           int yy = y0 - 1 + j;
-          if (yy < 0 || yy >= h) {
+          /* Zero padding, and below a partial tile's rows (which the caller
+           * may not hold: its outputs would not read them). */
+          if (yy < 0 || yy >= h || j > rows + 1) {
             src[j] = zero;
             continue;
           }

@@ -276,6 +276,91 @@ test_stripes (void)
   ae_model_free (m);
 }
 
+/* Row streams (rowstream.c): stripes of models made of row-kernel layers
+ * give the whole frame's result for any thread count and step, through
+ * partial Winograd tiles, the direct kernel at strides 1 and 2, folded
+ * noise layers, activations after the kernel, act layers and shuffles, and
+ * follow a change of weights; the others do not stream. */
+static void
+test_rowstream (void)
+{
+  static const struct { const char *spec; int c, h, w; } models[] = {
+    /* the denoisers' shape; 19 half-size rows, 70 columns: Winograd */
+    { "conv:8:4:2:1,noise:lrelu,conv:8:3:1:1:lrelu,conv:4:3:1:1:sigmoid,shuffle:2", 1, 38, 140 },
+    /* 40 columns: the direct kernel at stride 1, k 3 and 5 */
+    { "conv:6:3:1:1:tanh,act:lrelu,conv:6:5:1:2:lrelu,conv:1:3:1:1", 1, 23, 40 },
+    /* 3 channels, a stride-2 k3 convolution, 65 columns after it */
+    { "conv:8:3:2:1:lrelu,conv:8:3:1:1:lrelu,conv:12:3:1:1,shuffle:2", 3, 30, 130 },
+  };
+  static const struct { int threads, chunk; } runs[] = {
+    { 1, 0 }, { 2, 0 }, { 3, 0 }, { 1, 1 }, { 2, 2 }, { 3, 6 }, { 2, 16 }, { 1, 64 },
+  };
+  for (size_t t = 0; t < sizeof models / sizeof models[0]; t++) {
+    ae_error err;
+    int c = models[t].c, h = models[t].h, w = models[t].w;
+    ae_model *m = ae_model_new (models[t].spec, c, h, w, 11 + t, &err);
+    CHECK (m && ae_rowstream_fits (m, h, w), "%s streams at %dx%d", models[t].spec, w, h);
+    if (!m)
+      continue;
+    size_t n = (size_t) c * h * w;
+    float *x = malloc (n * sizeof *x), *ref = malloc (n * sizeof *ref);
+    fill_uniform (x, n, 21 + t);
+    ae_session *whole = ae_session_new (m, 1, h, w, &err);
+    const float level = 0.2f;
+    ae_session_set_noise (whole, &level);
+    memcpy (ref, ae_session_forward (whole, x), n * sizeof *ref);
+    double lo = ref[0], hi = ref[0];
+    for (size_t i = 0; i < n; i++) {
+      lo = fmin (lo, ref[i]);
+      hi = fmax (hi, ref[i]);
+    }
+    CHECK (hi - lo > 0.1 && hi - lo < 100, "%s: outputs span %.3g to %.3g", models[t].spec, lo, hi);
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+      ae_stripes *st = ae_stripes_new_pieces (m, h, w, runs[r].threads, runs[r].chunk, &err);
+      CHECK (st != NULL, "stripes: %s", st ? "ok" : err.message);
+      if (!st)
+        continue;
+      ae_stripes_set_noise (st, level);
+      double diff = 0;
+      for (int pass = 0; pass < 2; pass++)
+        diff = fmax (diff, max_abs_diff (ae_stripes_forward (st, x), ref, n));
+      CHECK (diff < 1e-5 * (hi - lo), "%s, %d threads, steps of %d rows: the whole frame's result (%.2g)",
+             models[t].spec, runs[r].threads, ae_stripes_piece_rows (st), diff);
+      ae_stripes_free (st);
+    }
+    /* New weights: the stream's Winograd weights are packed again. */
+    ae_stripes *st = ae_stripes_new_pieces (m, h, w, 2, 4, &err);
+    ae_stripes_set_noise (st, level);
+    ae_stripes_forward (st, x);
+    for (size_t i = 0; i < m->nparams; i++)
+      m->params[i] *= -0.5f;
+    ae_model_params_changed (m);
+    ae_session *fresh = ae_session_new (m, 1, h, w, &err); /* packs nothing stale */
+    ae_session_set_noise (fresh, &level);
+    const float *now = ae_session_forward (fresh, x);
+    double change = max_abs_diff (now, ref, n), diff = max_abs_diff (ae_stripes_forward (st, x), now, n);
+    ae_session_free (fresh);
+    CHECK (change > 0.01 && diff < 1e-5 * (hi - lo),
+           "%s: new weights (changing the output by %.2g) reach the stream (%.2g)",
+           models[t].spec, change, diff);
+    ae_stripes_free (st);
+    ae_session_free (whole);
+    free (x);
+    free (ref);
+    ae_model_free (m);
+  }
+  ae_error err;
+  static const char *const others[] = { "conv:4:3:1:1,bn:lrelu,conv:1:3:1:1",
+                                         "conv:4:3:1:1,conv:1:3:1:1,residual",
+                                         "conv:4:1:1:0:lrelu,conv:1:3:1:1",
+                                         "conv:4:4:2:1,deconv:1:4:2:1" };
+  for (size_t t = 0; t < sizeof others / sizeof others[0]; t++) {
+    ae_model *m = ae_model_new (others[t], 1, 16, 32, 1, &err);
+    CHECK (m && !ae_rowstream_fits (m, 16, 32), "%s runs in pieces, not as a stream", others[t]);
+    ae_model_free (m);
+  }
+}
+
 /* Forward convolutions (the direct kernel for outputs 8 or more wide)
  * against the textbook sum, over strides, paddings, kernel sizes, a
  * channel count that is not a multiple of the tile, partial tiles and a
@@ -828,6 +913,7 @@ main (void)
   test_sessions ();
   test_chunking ();
   test_stripes ();
+  test_rowstream ();
   test_noise_conditioning ();
   test_direct_conv ();
   test_narrow_conv ();
