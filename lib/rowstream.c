@@ -123,7 +123,7 @@ build_ops (const ae_model *m, int h, int w, op *ops)
     }
     memcpy (shape, o->out, sizeof shape);
   }
-  return count;
+  return count; /* ending in the frame's shape, as every model does (model.c) */
 }
 
 int
