@@ -199,16 +199,23 @@ output_of (const ae_rowstream *r, int i, float *frame)
 static void
 shuffle_rows (const op *o, const rows_in *x, const rows_out *y, int y0, int y1)
 {
-  int s = o->l->s, w = o->out[2];
+  int s = o->l->s, w = o->out[2], iw = o->in[2];
   for (int c = 0; c < o->out[0]; c++)
     for (int row = y0; row < y1; row++) {
       float *dst = y->data + c * y->cs + (size_t) (row - y->first) * y->rs;
-      for (int j = 0; j < s; j++) {
-        const float *src = x->data + (size_t) (c * s * s + (row % s) * s + j) * x->cs
-                           + (size_t) (row / s - x->first) * x->rs;
-        for (int col = j; col < w; col += s)
-          dst[col] = src[col / s];
+      const float *src = x->data + (size_t) (c * s * s + (row % s) * s) * x->cs
+                         + (size_t) (row / s - x->first) * x->rs;
+      if (s == 2) { /* the denoisers': two rows zipped, a loop the compiler vectorises */
+        const float *even = src, *odd = src + x->cs;
+        for (int i = 0; i < iw; i++) {
+          dst[2 * i] = even[i];
+          dst[2 * i + 1] = odd[i];
+        }
+        continue;
       }
+      for (int j = 0; j < s; j++)
+        for (int col = j; col < w; col += s)
+          dst[col] = src[j * x->cs + col / s];
     }
 }
 

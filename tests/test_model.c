@@ -291,6 +291,8 @@ test_rowstream (void)
     { "conv:6:3:1:1:tanh,act:lrelu,conv:6:5:1:2:lrelu,conv:1:3:1:1", 1, 23, 40 },
     /* 3 channels, a stride-2 k3 convolution, 65 columns after it */
     { "conv:8:3:2:1:lrelu,conv:8:3:1:1:lrelu,conv:12:3:1:1,shuffle:2", 3, 30, 130 },
+    /* stride 3 and a shuffle by 3 */
+    { "conv:9:3:3:0:lrelu,conv:9:3:1:1,shuffle:3", 1, 27, 66 },
   };
   static const struct { int threads, chunk; } runs[] = {
     { 1, 0 }, { 2, 0 }, { 3, 0 }, { 1, 1 }, { 2, 2 }, { 3, 6 }, { 2, 16 }, { 1, 64 },
