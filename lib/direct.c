@@ -88,6 +88,9 @@ fill_phase_row (const float *src, int w, int s, int first, int len, float *row)
     ;
   else if (s == 1)
     memcpy (row + lo, src + lo + first, (size_t) (hi - lo) * sizeof (float));
+  else if (s == 2) /* its own loop, which the compiler vectorises */
+    for (int i = lo; i < hi; i++)
+      row[i] = src[2 * i + first];
   else
     for (int i = lo; i < hi; i++)
       row[i] = src[i * s + first];
