@@ -183,6 +183,22 @@ void ae_session_set_noise (ae_session *s, const float *sigma);
  * 1-2 levels of 255, strong texture (grass) up to 10. -1 when the plane is
  * under 3x3 (no estimate). Never allocates. */
 float ae_noise_sigma (const float *plane, int width, int height);
+/* The same in parts, for threads: each adds the samples of rows [y0, y1)
+ * (of those ae_noise_sigma reads) to a histogram of its own; the sum of
+ * histograms that cover every row gives ae_noise_sigma's value exactly.
+ * 8 KiB: a stack or a once-allocated object, no allocation per frame. */
+#define AE_NOISE_BINS 2048
+typedef struct ae_noise_hist {
+  uint32_t bin[AE_NOISE_BINS];
+  uint64_t count;
+} ae_noise_hist;
+void ae_noise_hist_clear (ae_noise_hist *h);
+void ae_noise_hist_rows (ae_noise_hist *h, const float *plane, int width, int height, int y0,
+                         int y1);
+/* h += part. */
+void ae_noise_hist_add (ae_noise_hist *h, const ae_noise_hist *part);
+/* The noise level of the samples in h; -1 when it has none. */
+float ae_noise_hist_sigma (const ae_noise_hist *h);
 
 /* ---- Temporal (recursive) filtering ------------------------------------------ */
 

@@ -708,6 +708,19 @@ test_noise_sigma (void)
       noisy[i] = clean[i] + sigmas[k] * (float) ae_rng_normal (&rng);
     float est = ae_noise_sigma (noisy, w, h);
     CHECK (fabsf (est - sigmas[k]) < 0.1f * sigmas[k], "sigma %.2f estimated as %.4f", sigmas[k], est);
+    /* In parts, as threads measure it: row ranges [y0, y1) cut on and off
+     * the sample rows (1, 9, 17, ...), one empty, in any order. */
+    static const int ranges[][2] = { { 57, 100 }, { 0, 1 }, { 9, 10 }, { 100, 120 },
+                                     { 57, 57 }, { 1, 9 }, { 10, 57 } };
+    ae_noise_hist sum, part;
+    ae_noise_hist_clear (&sum);
+    for (size_t c = 0; c < sizeof ranges / sizeof ranges[0]; c++) {
+      ae_noise_hist_clear (&part);
+      ae_noise_hist_rows (&part, noisy, w, h, ranges[c][0], ranges[c][1]);
+      ae_noise_hist_add (&sum, &part);
+    }
+    CHECK (ae_noise_hist_sigma (&sum) == est, "in parts: %.6f, whole: %.6f",
+           ae_noise_hist_sigma (&sum), est);
   }
   CHECK (ae_noise_sigma (clean, 2, 2) < 0.0f, "a 2x2 plane has no estimate");
   free (clean);
