@@ -83,16 +83,19 @@ def raw_source(path):
 
 
 def element_scores(build, model, test_raw, work, count):
+    """aeanomaly's scores of the test frames, and the pipeline's wall time."""
     events = os.path.join(work, "events.jsonl")
     cmd = (f"gst-launch-1.0 -q {raw_source(test_raw)} ! aeanomaly model={model} "
            f"events-location={events} ! fakesink")
+    t0 = time.perf_counter()
     subprocess.run(cmd, shell=True, check=True,
                    env=dict(os.environ, GST_PLUGIN_PATH=os.path.join(build, "plugins")))
+    seconds = time.perf_counter() - t0
     scores = [json.loads(line)["score"] for line in open(events)
               if '"score"' in line and '"frame"' in line]
     if len(scores) != count:
         sys.exit(f"fmnist_oneclass: {count} frames in, {len(scores)} scores out of aeanomaly")
-    return np.array(scores)
+    return np.array(scores), seconds
 
 
 def torch_auroc(train, test, labels, c, epochs):
@@ -141,6 +144,7 @@ def main():
     test_y = idx("t10k-labels-idx1-ubyte.gz", 8)
     cols = methods + ([] if a.no_torch else ["pytorch-ae"])
     results = {m: [] for m in cols}
+    seconds = {m: 0.0 for m in methods}
     start = time.time()
     with tempfile.TemporaryDirectory() as work:
         test_raw = os.path.join(work, "test.gray8")
@@ -158,7 +162,8 @@ def main():
                                 "--output", model, "--pipeline", raw_source(train_raw),
                                 "--epochs", str(a.epochs), "--seed", "1", "--quiet"]
                                + METHODS[m], check=True, stdout=subprocess.DEVNULL)
-                scores = element_scores(build, model, test_raw, work, len(test_x))
+                scores, took = element_scores(build, model, test_raw, work, len(test_x))
+                seconds[m] += took
                 results[m].append(100 * auroc(scores, test_y != c))
                 row.append(results[m][-1])
             if not a.no_torch:
@@ -169,6 +174,9 @@ def main():
     print("mean           " + " ".join(f"{np.mean(results[m]):{COL}.1f}" for m in cols))
     print("# published means (all 10 classes): "
           + ", ".join(f"{n} {v}" for n, v in PUBLISHED) + "; target 94.0")
+    frames = len(test_x) * len(classes)
+    print("# aeanomaly frames/s (28x28 GRAY8, whole gst-launch runs incl. start-up and the "
+          "events file): " + ", ".join(f"{m} {frames / seconds[m]:.0f}" for m in methods))
     print(f"# total {time.time() - start:.0f} s")
 
 
