@@ -7,7 +7,7 @@
  * A stripe's activations must stay in cache: at 720p the denoiser's layers
  * read and write 7 MB each per stripe, and both cores waited on memory.
  * Models made of the layers rowstream.c runs go down the stripe a few rows
- * at a time there, no row computed twice (1.3-1.4x faster at 720p than the
+ * at a time there, no row computed twice (1.2-1.5x faster at 720p than the
  * pieces below); the others run in pieces of ~100 rows, one after the
  * other on one session, each computing its halo again (1.2-1.3x faster
  * than whole stripes; measured on the 2-core machine).
