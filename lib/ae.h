@@ -282,6 +282,13 @@ int ae_aggregate_from_name (const char *name, float *top_fraction);
 void ae_map_smooth (const float *map, float *smooth, int width, int height, int radius,
                     float *scratch);
 
+/* Zeroes the map within `border` pixels of its edges (0: nothing): a fully
+ * convolutional model's zero padding, and an SSIM window cut by the edge,
+ * raise the error there on normal frames too, and with the "max" score a
+ * frame's border decided it (the inspection benchmark's normal frames had
+ * their maxima on the edge rows and columns). */
+void ae_map_clear_border (float *map, int width, int height, int border);
+
 /* The frame score of n map values: the mean of `map` when top_fraction >= 1,
  * otherwise the mean of the largest top_fraction of `smooth` (its maximum for
  * 0). `scratch` holds n floats. */

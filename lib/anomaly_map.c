@@ -79,6 +79,23 @@ ae_map_smooth (const float *map, float *smooth, int width, int height, int radiu
   }
 }
 
+void
+ae_map_clear_border (float *map, int width, int height, int border)
+{
+  if (border <= 0)
+    return;
+  int side = border < width ? border : width;
+  for (int y = 0; y < height; y++) {
+    float *row = map + (size_t) y * width;
+    if (y < border || y >= height - border) {
+      memset (row, 0, (size_t) width * sizeof (float));
+      continue;
+    }
+    memset (row, 0, (size_t) side * sizeof (float));
+    memset (row + width - side, 0, (size_t) side * sizeof (float));
+  }
+}
+
 float
 ae_map_score (const float *map, const float *smooth, size_t n, float top_fraction,
               float *scratch)

@@ -76,6 +76,8 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
 #define MODEL_DEFAULT_AGGREGATE "mean"
 #define MODEL_DEFAULT_SMOOTH_RADIUS 2
 #define MAX_SMOOTH_RADIUS 64
+#define DEFAULT_BORDER (-1)
+#define MAX_BORDER 256
 
 /* Unset pixel-threshold: with a mean score normal pixels scatter around the
  * frame threshold, so a region must stand well above it; with a max or
@@ -110,6 +112,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
  * (docs/inspection.md): the peak of the smoothed map. */
 #define LEARN_AGGREGATE "max"
 #define LEARN_SMOOTH_RADIUS 4
+#define LEARN_BORDER 8
 
 enum
 {
@@ -130,6 +133,7 @@ enum
   PROP_SAVE_MODEL,
   PROP_AGGREGATE,
   PROP_SMOOTH_RADIUS,
+  PROP_BORDER,
   PROP_MAP_LOCATION,
   PROP_THREADS,
 };
@@ -192,6 +196,7 @@ typedef struct
   gboolean post_messages;
   float top_fraction; /* aggregation, as ae_aggregate_from_name gives it */
   gint smooth_radius;
+  gint border;
 } GstAeSettings;
 
 typedef enum
@@ -214,13 +219,14 @@ struct _GstAeAnomaly
   GstAeAnomalyOutput output;
   gboolean post_messages;
   gchar *events_location, *save_model, *roi_str, *aggregate, *map_location;
-  gint smooth_radius, threads;
+  gint smooth_radius, border, threads;
   gboolean roi_set, roi_changed;
   GstVideoRectangle roi_prop;
   /* Shared with getters and the hot-swap check (object lock). */
   gdouble model_threshold; /* NaN: none */
   gchar *model_aggregate;  /* the model's anomaly.aggregate, or the default */
   gint model_smooth_radius;
+  gint model_border;
   gboolean calibration_warned; /* the uncalibrated-settings warning is out */
   gboolean latent_score;     /* the model's frame score uses its latent */
   gdouble model_map_threshold; /* then: anomaly.map_threshold, the map's own; NaN: none */
@@ -351,6 +357,7 @@ read_settings (GstAeAnomaly *self, GstAeSettings *s)
   s->threshold = self->threshold >= 0 ? self->threshold : self->model_threshold;
   s->top_fraction = aggregate_in_force (self);
   s->smooth_radius = self->smooth_radius >= 0 ? self->smooth_radius : self->model_smooth_radius;
+  s->border = self->border >= 0 ? self->border : self->model_border;
   s->pixel_threshold = self->pixel_threshold > 0 ? self->pixel_threshold
                                                   : pixel_factor (s->top_fraction)
                                                         * map_threshold_base (self, s->threshold);
@@ -380,22 +387,23 @@ warn_if_uncalibrated (GstAeAnomaly *self, const GstAeSettings *s)
   float model_top = 1.0f;
   ae_aggregate_from_name (self->model_aggregate, &model_top);
   gboolean differs = s->top_fraction != model_top
-                     || (s->top_fraction < 1.0f && s->smooth_radius != self->model_smooth_radius);
+                     || (s->top_fraction < 1.0f && s->smooth_radius != self->model_smooth_radius)
+                     || s->border != self->model_border;
   gboolean uncalibrated = differs && !(self->threshold >= 0) && !isnan (self->model_threshold);
   gboolean warn = uncalibrated && !self->calibration_warned;
   self->calibration_warned = uncalibrated;
   /* Copied only to warn: no allocation per frame. */
   gchar *model_aggregate = warn ? g_strdup (self->model_aggregate) : NULL;
-  gint model_radius = self->model_smooth_radius;
+  gint model_radius = self->model_smooth_radius, model_border = self->model_border;
   GST_OBJECT_UNLOCK (self);
   if (warn)
     GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
-                         ("The model's threshold does not apply to these aggregate and "
-                          "smooth-radius settings."),
-                         ("it was calibrated with aggregate=%s smooth-radius=%d; set threshold "
-                          "(and pixel-threshold) for the new settings, or train with them "
-                          "(ae-train --aggregate, --smooth)",
-                          model_aggregate, model_radius));
+                         ("The model's threshold does not apply to these aggregate, "
+                          "smooth-radius and border settings."),
+                         ("it was calibrated with aggregate=%s smooth-radius=%d border=%d; set "
+                          "threshold (and pixel-threshold) for the new settings, or train with "
+                          "them (ae-train --aggregate, --smooth, --border)",
+                          model_aggregate, model_radius, model_border));
   g_free (model_aggregate);
 }
 
@@ -509,6 +517,13 @@ model_scoring (const ae_model *m)
 }
 
 static gint
+model_border (const ae_model *m)
+{
+  int64_t b;
+  return ae_model_get_int (m, "anomaly.border", &b) && b >= 0 && b <= MAX_BORDER ? (gint) b : 0;
+}
+
+static gint
 model_smooth_radius (const ae_model *m)
 {
   int64_t r;
@@ -589,6 +604,7 @@ adopt_model_facts (GstAeAnomaly *self)
   g_free (self->model_aggregate);
   self->model_aggregate = g_strdup (model_aggregate (m));
   self->model_smooth_radius = model_smooth_radius (m);
+  self->model_border = model_border (m);
   self->calibration_warned = FALSE;
   GST_OBJECT_UNLOCK (self);
   self->since_model = 0;
@@ -642,6 +658,7 @@ typedef struct
   gint window;
   float top_fraction;
   gint smooth_radius;
+  gint border; /* ae_map_clear_border before smoothing */
   const ae_model *map_norm; /* its mean map divides the raw map (ae_map_normalise); NULL: none */
 } GstAeScoring;
 
@@ -656,6 +673,7 @@ score_map (const GstAeShape *s, const GstAeScoring *sc, GstAeBuffers *b, gdouble
   if (sc->map_norm)
     ae_map_normalise (sc->map_norm, b->map_a, s->aw, s->ah); /* the build size: checked */
   if (s->resample) {
+    ae_map_clear_border (b->map_a, s->aw, s->ah, sc->border);
     ae_map_smooth (b->map_a, b->smooth_a, s->aw, s->ah, sc->smooth_radius, b->tmp);
     *score = ae_map_score (b->map_a, b->smooth_a, (size_t) s->aw * s->ah, sc->top_fraction,
                            b->scratch);
@@ -663,6 +681,7 @@ score_map (const GstAeShape *s, const GstAeScoring *sc, GstAeBuffers *b, gdouble
   } else {
     for (gint y = 0; y < rh; y++)
       memcpy (b->map + (gsize) y * rw, b->map_a + (gsize) y * s->aw, (gsize) rw * sizeof (float));
+    ae_map_clear_border (b->map, rw, rh, sc->border);
   }
   ae_map_smooth (b->map, b->smooth, rw, rh, sc->smooth_radius, b->tmp);
   if (!s->resample)
@@ -773,7 +792,7 @@ analyse_frame (GstAeAnomaly *self, const GstVideoFrame *frame, const GstAeSettin
   GstAeResult *res = &self->result;
   const ae_model *m = self->slot.active;
   GstAeScoring sc = { self->loss, self->ssim_window, set->top_fraction, set->smooth_radius,
-                      ae_model_has_map_mean (m) ? m : NULL };
+                      set->border, ae_model_has_map_mean (m) ? m : NULL };
   read_input (self, frame);
   if (self->elbo ? !score_elbo (self, &sc, &res->score)
                  : !score_input (&self->shape, &sc, b->input,
@@ -960,6 +979,7 @@ learn_write_metadata (ae_model *m, const GstAeTrainJob *job, const GstAeLearnRep
   PUT (ae_model_set_str (m, "anomaly.score", "mean-mse"));
   PUT (ae_model_set_str (m, "anomaly.aggregate", job->aggregate));
   PUT (ae_model_set_int (m, "anomaly.smooth_radius", job->scoring.smooth_radius));
+  PUT (ae_model_set_int (m, "anomaly.border", job->scoring.border));
   PUT (ae_model_set_float (m, "anomaly.threshold", r->threshold));
   PUT (ae_model_set_float (m, "anomaly.calibrate_percentile", LEARN_PERCENTILE));
   PUT (ae_model_set_str (m, "anomaly.calibration_set", r->on_training ? "training" : "validation"));
@@ -1076,6 +1096,7 @@ learn_start_training (GstAeAnomaly *self)
   ae_aggregate_from_name (job->aggregate, &job->scoring.top_fraction);
   job->scoring.smooth_radius = self->smooth_radius >= 0 ? self->smooth_radius
                                                          : LEARN_SMOOTH_RADIUS;
+  job->scoring.border = self->border >= 0 ? self->border : LEARN_BORDER;
   GST_OBJECT_UNLOCK (self);
   /* The threads property's workers, as the stripes will use after, with
    * OpenBLAS on one thread: OpenBLAS's own threads under one worker
@@ -1870,6 +1891,9 @@ gst_ae_anomaly_set_property (GObject *object, guint prop_id, const GValue *value
   case PROP_SMOOTH_RADIUS:
     self->smooth_radius = g_value_get_int (value);
     break;
+  case PROP_BORDER:
+    self->border = g_value_get_int (value);
+    break;
   case PROP_MAP_LOCATION:
     g_free (self->map_location);
     self->map_location = g_value_dup_string (value);
@@ -1942,6 +1966,10 @@ gst_ae_anomaly_get_property (GObject *object, guint prop_id, GValue *value, GPar
   case PROP_SMOOTH_RADIUS:
     g_value_set_int (value, self->smooth_radius >= 0 ? self->smooth_radius
                             : self->model_aggregate ? self->model_smooth_radius : -1);
+    break;
+  case PROP_BORDER:
+    g_value_set_int (value, self->border >= 0 ? self->border
+                            : self->model_aggregate ? self->model_border : -1);
     break;
   case PROP_MAP_LOCATION:
     g_value_set_string (value, self->map_location);
@@ -2024,6 +2052,12 @@ install_detection_properties (GObjectClass *oc)
           "Radius of the box that smooths the anomaly map (0: none); -1: the model's "
           "anomaly.smooth_radius, else 2. Reads back the one in force",
           -1, MAX_SMOOTH_RADIUS, DEFAULT_SMOOTH_RADIUS, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (oc, PROP_BORDER,
+      g_param_spec_int ("border", "Border",
+          "Pixels at the edges of the analysed area left out of the frame score and regions "
+          "(fully convolutional models err more there on normal frames too); -1: the model's "
+          "anomaly.border, else 0. Reads back the one in force",
+          -1, MAX_BORDER, DEFAULT_BORDER, RW_FLAGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (oc, PROP_THREADS,
       g_param_spec_int ("threads", "Threads",
           "Worker threads, each running the model over a horizontal stripe of the frame; 0: one "
@@ -2120,6 +2154,7 @@ gst_ae_anomaly_init (GstAeAnomaly *self)
   self->learn_frames = DEFAULT_LEARN_FRAMES;
   self->learn_epochs = DEFAULT_LEARN_EPOCHS;
   self->smooth_radius = DEFAULT_SMOOTH_RADIUS;
+  self->border = DEFAULT_BORDER;
   self->threads = DEFAULT_THREADS;
   self->model_map_threshold = NAN;
   self->model_threshold = NAN;

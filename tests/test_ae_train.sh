@@ -146,7 +146,7 @@ check "ae-train --quiet --arch pca succeeds silently" \
 # Labelled defects (white frames) move the threshold to the F1-optimal cut:
 # between the highest held-out normal score and the lowest defect score.
 WHITE="videotestsrc pattern=white num-buffers=20 ! video/x-raw,format=GRAY8,width=28,height=28"
-run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --aggregate max --smooth 1 \
+run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --aggregate max --smooth 1 --border 2 \
   --output "$T/f1.aem" --pipeline "$PIPELINE" --defect-pipeline "$WHITE"
 check "ae-train --defect-pipeline succeeds" [ "$rc" -eq 0 -a -s "$T/f1.aem" ]
 check "ae-train reports the F1 threshold" grep -q "best F1 1.0000 between those frames and 20 defect frames" "$T/out"
@@ -157,6 +157,7 @@ import json, sys
 m = json.load(open(sys.argv[1]))["metadata"]
 assert m["anomaly.threshold_method"] == "f1" and m["anomaly.aggregate"] == "max"
 assert m["anomaly.smooth_radius"] == 1 and m["anomaly.defect_count"] == 20
+assert m["anomaly.border"] == 2
 assert m["anomaly.val_score_max"] < m["anomaly.threshold"] < m["anomaly.defect_score_min"]
 assert m["anomaly.percentile_threshold"] <= m["anomaly.val_score_max"]
 ' "$T/out"
@@ -271,6 +272,10 @@ expect_failure "--aggregate top:0" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --aggregate top:0 --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--aggregate with --task denoise" 2 "$OUT" \
   "$AE_TRAIN" --task denoise --aggregate max --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--border 257" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --border 257 --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--border with --task encode" 2 "$OUT" \
+  "$AE_TRAIN" --task encode --border 2 --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--score knn" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --score knn --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--score with --task encode" 2 "$OUT" \

@@ -715,6 +715,51 @@ test_aggregate (void)
   g_free (caps);
 }
 
+/* border=3: a defect on the frame's edge leaves the score (max, unsmoothed)
+ * as if the outer 3 pixels were error-free; the property reads back the
+ * one in force, the model's (0 without anomaly.border) when unset. */
+static void
+test_border (void)
+{
+  GstBus *bus;
+  gchar *caps = caps_string ("GRAY8", W, H);
+  GRand *rng = g_rand_new_with_seed (13);
+  guint8 img[W * H];
+  float x[W * H], map[W * H], smooth[W * H], scratch[8 * W * H];
+  ae_model *m = ae_model_load (model_path, NULL);
+  ae_session *s = ae_session_new (m, 1, H, W, NULL);
+  texture (img, W, H, rng);
+  add_defect_sized (img, W, 0, 12, 2); /* columns 0-1: inside the border */
+  to_float (img, x, W * H);
+  ae_error_map (AE_LOSS_MSE, x, ae_session_forward (s, x), 1, H, W, 7, map, scratch);
+  ae_map_smooth (map, smooth, W, H, 0, scratch);
+  double whole = ae_map_score (map, smooth, W * H, 0.0f, scratch);
+  ae_map_clear_border (map, W, H, 3);
+  ae_map_smooth (map, smooth, W, H, 0, scratch);
+  double inner = ae_map_score (map, smooth, W * H, 0.0f, scratch);
+  gint border = -2, unset = -2;
+  GstHarness *h = harness_new (&bus, caps, "model", model_path, NULL);
+  gst_buffer_unref (push_frame (h, "GRAY8", W, H, 0, img));
+  g_object_get (h->element, "border", &unset, NULL);
+  harness_free (h, bus);
+  h = harness_new (&bus, caps, "model", model_path, "aggregate", "max", "smooth-radius", 0,
+                   "border", 3, "threshold", 1.0, NULL);
+  GstBuffer *out = push_frame (h, "GRAY8", W, H, 0, img);
+  g_object_get (h->element, "border", &border, NULL);
+  CHECK (whole > 1.5 * inner, "the edge defect is the frame's peak without a border (%g, %g)",
+         whole, inner);
+  CHECK (fabs (score_of (out) - inner) < 1e-6 * MAX (inner, 1e-3),
+         "border=3: the score leaves the edge out (%g vs %g)", score_of (out), inner);
+  CHECK (border == 3 && unset == 0, "border reads back 3, and 0 from a model without one (%d)",
+         unset);
+  gst_buffer_unref (out);
+  harness_free (h, bus);
+  ae_session_free (s);
+  ae_model_free (m);
+  g_rand_free (rng);
+  g_free (caps);
+}
+
 /* interval=3: frames 0, 3, 6 analysed; the rest carry the last result. */
 static void
 test_interval (void)
@@ -1427,6 +1472,7 @@ static const struct
   { "messages", test_messages, TRUE },
   { "events", test_events, TRUE },
   { "aggregate", test_aggregate, TRUE },
+  { "border", test_border, TRUE },
   { "interval", test_interval, TRUE },
   { "roi", test_roi, TRUE },
   { "threshold", test_threshold, TRUE },

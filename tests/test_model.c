@@ -776,6 +776,23 @@ test_map_score (void)
   /* Exactly 9 of the n pixels: a float a hair above 9/n must not take a tenth. */
   float exact9 = ae_map_score (flat, smooth, W * H, 9.0f / (W * H), scratch);
   CHECK (fabsf (exact9 - 2.0f) < 1e-5f, "top 9/n pixels are 9 pixels: %g", exact9);
+
+  /* The border: exactly the pixels within 2 of an edge become 0; 0 clears
+   * nothing; a border past the middle clears everything. */
+  static const int borders[] = { 0, 2, 5 };
+  float ones[W * H];
+  for (size_t b = 0; b < sizeof borders / sizeof borders[0]; b++) {
+    int border = borders[b], wrong = 0;
+    for (int i = 0; i < W * H; i++)
+      ones[i] = 1.0f;
+    ae_map_clear_border (ones, W, H, border);
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++) {
+        int edge = x < border || y < border || x >= W - border || y >= H - border;
+        wrong += ones[y * W + x] != (edge ? 0.0f : 1.0f);
+      }
+    CHECK (wrong == 0, "border %d clears exactly the edge pixels (%d wrong)", border, wrong);
+  }
 }
 
 /* A 2-channel big frame runs chunked im2col; it must equal unchunked. */

@@ -33,6 +33,7 @@
 /* SSIM box window, for training and for calibration scores alike. */
 #define SSIM_WINDOW 7
 #define MAX_SMOOTH 64
+#define MAX_BORDER 256
 /* Covariance shrinkage of the latent Gaussian (--score mahalanobis|combined). */
 #define DEFAULT_SHRINKAGE 0.01
 
@@ -45,7 +46,7 @@ typedef struct {
   /* As given on the command line (NULL when absent). */
   gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s, *crop_s;
   gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline, *score_s;
-  gint channels, latent, epochs, batch, threads, repeat, smooth, elbo_samples;
+  gint channels, latent, epochs, batch, threads, repeat, smooth, border, elbo_samples;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate, synthetic_defects, shrinkage;
   gboolean quiet, flip, pixel_norm;
@@ -276,6 +277,8 @@ check_numbers (const options *o)
     complain ("--calibrate must be a percentile in [0, 100], got %g", o->calibrate);
   else if (o->smooth < 0 || o->smooth > MAX_SMOOTH)
     complain ("--smooth must be from 0 to %d, got %d", MAX_SMOOTH, o->smooth);
+  else if (o->border < 0 || o->border > MAX_BORDER)
+    complain ("--border must be from 0 to %d, got %d", MAX_BORDER, o->border);
   else
     return TRUE;
   return FALSE;
@@ -324,6 +327,8 @@ check_anomaly_options (options *o)
     complain ("empty --defect-input or --defect-pipeline");
   else if (o->task != TASK_ANOMALY && (o->aggregate || o->defect_input || o->defect_pipeline))
     complain ("--aggregate, --defect-input and --defect-pipeline need --task anomaly");
+  else if (o->task != TASK_ANOMALY && o->border)
+    complain ("--border needs --task anomaly");
   else
     return TRUE;
   return FALSE;
@@ -399,6 +404,9 @@ parse_options (options *o, int argc, char **argv)
       "smoothed map), default mean", "HOW" },
     { "smooth", 0, 0, G_OPTION_ARG_INT, &o->smooth,
       "Radius of the box smoothing the anomaly map, default 2 (5x5)", "R" },
+    { "border", 0, 0, G_OPTION_ARG_INT, &o->border,
+      "Leave the map's outer B pixels out of the frame score and regions (fully convolutional "
+      "models err more at the frame's edges on normal frames too), default 0", "B" },
     { "score", 0, 0, G_OPTION_ARG_STRING, &o->score_s,
       "Anomaly frame score: recon (the aggregated error map), mahalanobis (distance of the "
       "latent to a Gaussian fitted on the training frames' latents) or combined (sum of both, "
@@ -812,6 +820,7 @@ score_frames (const options *o, frame_scorer *sc, const ae_dataset *d, const siz
     const float *x = d->x + (idx ? idx[k] : k) * per;
     double lat = 0;
     st = frame_map (o, sc, d, x, map, scratch, &lat);
+    ae_map_clear_border (map, d->width, d->height, o->border);
     ae_map_smooth (map, smooth, d->width, d->height, o->smooth, scratch);
     double r = ae_map_score (map, smooth, pixels, o->top_fraction, scratch);
     if (need_distance)
@@ -1183,6 +1192,7 @@ put_anomaly_meta (meta_writer *w, const options *o, const calibration *cal)
     put_int (w, "anomaly.ssim_window", SSIM_WINDOW);
   put_str (w, "anomaly.aggregate", o->aggregate ? o->aggregate : "mean");
   put_int (w, "anomaly.smooth_radius", o->smooth);
+  put_int (w, "anomaly.border", o->border);
   if (ae_score_kind_uses_gaussian (o->score))
     put_float (w, "anomaly.latent_shrinkage", o->shrinkage);
   if (o->score != AE_SCORE_RECON)

@@ -30,7 +30,8 @@ size=256
 online_passes=${AE_ONLINE_PASSES:-40} # 40 x 2.4 s of test footage while the element trains (~60 s)
 # The recipe docs/inspection.md recommends.
 train_opts=(--arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 25
-            --synthetic-defects 0.5 --aggregate max --smooth 4 --loss "$loss" "${extra[@]}")
+            --synthetic-defects 0.5 --aggregate max --smooth 4 --border 8 --loss "$loss"
+            "${extra[@]}")
 
 raw () { # FILE [WIDTH HEIGHT [FPS]]: a gst-launch source of raw GRAY8 frames
   echo "filesrc location=$1 ! rawvideoparse format=gray8 width=${2:-$size}" \
