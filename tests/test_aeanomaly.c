@@ -748,7 +748,8 @@ test_border (void)
   g_object_get (h->element, "border", &border, NULL);
   CHECK (whole > 1.5 * inner, "the edge defect is the frame's peak without a border (%g, %g)",
          whole, inner);
-  CHECK (fabs (score_of (out) - inner) < 1e-6 * MAX (inner, 1e-3),
+  /* Stripes on worker threads round differently from one whole frame. */
+  CHECK (fabs (score_of (out) - inner) < 1e-5 * MAX (inner, 1e-3),
          "border=3: the score leaves the edge out (%g vs %g)", score_of (out), inner);
   CHECK (border == 3 && unset == 0, "border reads back 3, and 0 from a model without one (%d)",
          unset);
