@@ -260,6 +260,13 @@ void ae_stripes_free (ae_stripes *s);
 ae_status ae_error_map (ae_loss kind, const float *input, const float *recon,
                         int channels, int height, int width, int window,
                         float *map, float *scratch);
+/* The squared-error map / scale[0] + the 1 - SSIM map / scale[1] (each
+ * scale: that map's mean on good frames, so both count in units of their
+ * normal error). The two see different defects: squared error soft stains
+ * that keep the texture, SSIM texture worn flat. Scratch as for SSIM. */
+ae_status ae_error_map_mix (const float *input, const float *recon, int channels, int height,
+                            int width, int window, const float scale[2], float *map,
+                            float *scratch);
 
 /* Mean of the largest `top_fraction` (0,1] of the n values (1 = mean).
  * `scratch` holds n floats. */

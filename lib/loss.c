@@ -318,6 +318,23 @@ ae_error_map (ae_loss kind, const float *input, const float *recon, int channels
   return AE_OK;
 }
 
+ae_status
+ae_error_map_mix (const float *input, const float *recon, int channels, int height, int width,
+                  int window, const float scale[2], float *map, float *scratch)
+{
+  if (!scale || !(scale[0] > 0.0f) || !(scale[1] > 0.0f))
+    return AE_E_ARG;
+  ae_status st = ae_error_map (AE_LOSS_SSIM, input, recon, channels, height, width, window, map,
+                               scratch);
+  /* The squared error goes where SSIM's scratch was. */
+  if (st == AE_OK)
+    st = ae_error_map (AE_LOSS_MSE, input, recon, channels, height, width, window, scratch, NULL);
+  size_t hw = (size_t) height * width;
+  for (size_t i = 0; st == AE_OK && i < hw; i++)
+    map[i] = scratch[i] / scale[0] + map[i] / scale[1];
+  return st;
+}
+
 /* ---- Score statistics ------------------------------------------------------------ */
 
 /* Rearranges v so that v[k] is the k-th smallest (Hoare's selection). */

@@ -243,6 +243,7 @@ struct _GstAeAnomaly
   ae_frame_scoring scoring; /* the model's frame score */
   ae_loss loss;
   gint ssim_window;
+  float mix_scale[2]; /* anomaly.score mix-mse-ssim: the two maps' scales; else 0 */
   guint64 next_frame, frame_index, since_model;
   GstAeResult result;
   gboolean in_event;
@@ -516,6 +517,23 @@ model_scoring (const ae_model *m)
   return fs;
 }
 
+/* A mix-mse-ssim model's two map scales (ae_error_map_mix); FALSE for
+ * other models, or when a scale is missing or not positive. */
+static gboolean
+model_mix_scale (const ae_model *m, float scale[2])
+{
+  double s[2];
+  scale[0] = scale[1] = 0.0f;
+  if (g_strcmp0 (ae_model_get_str (m, "anomaly.score"), "mix-mse-ssim") != 0
+      || !ae_model_get_float (m, "anomaly.mix_scale_mse", &s[0])
+      || !ae_model_get_float (m, "anomaly.mix_scale_ssim", &s[1]) || !(s[0] > 0)
+      || !(s[1] > 0) || !isfinite (s[0]) || !isfinite (s[1]))
+    return FALSE;
+  scale[0] = (float) s[0];
+  scale[1] = (float) s[1];
+  return TRUE;
+}
+
 static gint
 model_border (const ae_model *m)
 {
@@ -549,7 +567,14 @@ gst_ae_anomaly_check_model (GstElement *element, const ae_model *m, GError **err
                  "the model takes %d channels; aeanomaly needs 1 (luma) or 3 (RGB)", c);
     return FALSE;
   }
-  float top;
+  float top, mix[2];
+  if (g_strcmp0 (ae_model_get_str (m, "anomaly.score"), "mix-mse-ssim") == 0
+      && !model_mix_scale (m, mix)) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model's mix-mse-ssim map needs positive anomaly.mix_scale_mse and "
+                 "anomaly.mix_scale_ssim");
+    return FALSE;
+  }
   if (!ae_aggregate_from_name (model_aggregate (m), &top)) {
     g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
                  "the model's anomaly.aggregate \"%s\" is not mean, max or top:P",
@@ -596,6 +621,7 @@ adopt_model_facts (GstAeAnomaly *self)
 {
   const ae_model *m = self->slot.active;
   self->loss = model_loss (m, &self->ssim_window);
+  model_mix_scale (m, self->mix_scale);
   self->scoring = model_scoring (m);
   GST_OBJECT_LOCK (self);
   self->model_threshold = model_threshold (m);
@@ -659,6 +685,7 @@ typedef struct
   float top_fraction;
   gint smooth_radius;
   gint border; /* ae_map_clear_border before smoothing */
+  const float *mix_scale; /* ae_error_map_mix with these scales; NULL: the loss's map */
   const ae_model *map_norm; /* its mean map divides the raw map (ae_map_normalise); NULL: none */
 } GstAeScoring;
 
@@ -694,8 +721,13 @@ static gboolean
 score_input (const GstAeShape *s, const GstAeScoring *sc, const float *input,
              const float *recon, GstAeBuffers *b, gdouble *score)
 {
-  if (!recon || ae_error_map (sc->loss, input, recon, s->channels, s->ah, s->aw, sc->window,
-                              b->map_a, b->scratch) != AE_OK)
+  if (!recon)
+    return FALSE;
+  ae_status st = sc->mix_scale ? ae_error_map_mix (input, recon, s->channels, s->ah, s->aw,
+                                                   sc->window, sc->mix_scale, b->map_a, b->scratch)
+                               : ae_error_map (sc->loss, input, recon, s->channels, s->ah, s->aw,
+                                               sc->window, b->map_a, b->scratch);
+  if (st != AE_OK)
     return FALSE;
   score_map (s, sc, b, score);
   return TRUE;
@@ -792,7 +824,8 @@ analyse_frame (GstAeAnomaly *self, const GstVideoFrame *frame, const GstAeSettin
   GstAeResult *res = &self->result;
   const ae_model *m = self->slot.active;
   GstAeScoring sc = { self->loss, self->ssim_window, set->top_fraction, set->smooth_radius,
-                      set->border, ae_model_has_map_mean (m) ? m : NULL };
+                      set->border, self->mix_scale[0] > 0 ? self->mix_scale : NULL,
+                      ae_model_has_map_mean (m) ? m : NULL };
   read_input (self, frame);
   if (self->elbo ? !score_elbo (self, &sc, &res->score)
                  : !score_input (&self->shape, &sc, b->input,

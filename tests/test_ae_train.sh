@@ -163,6 +163,20 @@ assert m["anomaly.percentile_threshold"] <= m["anomaly.val_score_max"]
 ' "$T/out"
 fi
 
+# --map-mix: the mixed map, its two scales fitted on the held-out frames.
+run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --map-mix --output "$T/mix.aem" \
+  --pipeline "$PIPELINE"
+check "ae-train --map-mix succeeds" [ "$rc" -eq 0 -a -s "$T/mix.aem" ]
+run "$AE_INFO" --json "$T/mix.aem"
+if command -v python3 >/dev/null 2>&1; then
+  check "--map-mix stores the map kind and two positive scales" python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["metadata"]
+assert m["anomaly.score"] == "mix-mse-ssim" and m["anomaly.ssim_window"] > 0
+assert m["anomaly.mix_scale_mse"] > 0 and m["anomaly.mix_scale_ssim"] > 0
+' "$T/out"
+fi
+
 # Latent scores: a Gaussian of the training frames' latents, the combined
 # score standardised on the held-out frames (so their scores average 0).
 run "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --latent 8 --score combined \
@@ -272,6 +286,8 @@ expect_failure "--aggregate top:0" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --aggregate top:0 --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--aggregate with --task denoise" 2 "$OUT" \
   "$AE_TRAIN" --task denoise --aggregate max --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--map-mix with --score combined" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --map-mix --score combined --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--border 257" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --border 257 --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--border with --task encode" 2 "$OUT" \

@@ -761,6 +761,52 @@ test_border (void)
   g_free (caps);
 }
 
+static void expect_start_error (const gchar *what, const gchar *prop, const gchar *value,
+                                const gchar *text);
+
+/* A mix-mse-ssim model: the score is the peak of libae's mixed map
+ * (ae_error_map_mix with the model's scales); without its scales the
+ * model is refused at start. */
+static void
+test_map_mix (void)
+{
+  const float scale[2] = { 0.01f, 0.2f };
+  ae_model *m = ae_model_load (model_path, NULL);
+  ae_model_set_float (m, "anomaly.mix_scale_mse", scale[0]);
+  ae_model_set_float (m, "anomaly.mix_scale_ssim", scale[1]);
+  ae_model_set_int (m, "anomaly.ssim_window", 7);
+  gchar *path = save_anomaly_model (m, "mix.aem", "mix-mse-ssim", 1.0);
+  ae_model_set_float (m, "anomaly.mix_scale_ssim", 0.0);
+  gchar *bad = save_anomaly_model (m, "mix-noscale.aem", "mix-mse-ssim", 1.0);
+  GRand *rng = g_rand_new_with_seed (14);
+  guint8 img[W * H];
+  float x[W * H], map[W * H], smooth[W * H], scratch[8 * W * H];
+  ae_session *s = ae_session_new (m, 1, H, W, NULL);
+  texture (img, W, H, rng);
+  add_defect (img, W, 14, 6);
+  to_float (img, x, W * H);
+  ae_status st = ae_error_map_mix (x, ae_session_forward (s, x), 1, H, W, 7, scale, map, scratch);
+  ae_map_smooth (map, smooth, W, H, 0, scratch);
+  double want = ae_map_score (map, smooth, W * H, 0.0f, scratch);
+  GstBus *bus;
+  gchar *caps = caps_string ("GRAY8", W, H);
+  GstHarness *h = harness_new (&bus, caps, "model", path, "aggregate", "max", "smooth-radius", 0,
+                               "threshold", 1.0, NULL);
+  GstBuffer *out = push_frame (h, "GRAY8", W, H, 0, img);
+  /* Stripes on worker threads round differently from one whole frame. */
+  CHECK (st == AE_OK && fabs (score_of (out) - want) < 1e-5 * MAX (want, 1e-3),
+         "mix-mse-ssim: the score is the mixed map's peak (%g vs %g)", score_of (out), want);
+  gst_buffer_unref (out);
+  harness_free (h, bus);
+  expect_start_error ("mix-mse-ssim model without its scales", "model", bad, "mix_scale");
+  ae_session_free (s);
+  ae_model_free (m);
+  g_rand_free (rng);
+  g_free (caps);
+  g_free (bad);
+  g_free (path);
+}
+
 /* interval=3: frames 0, 3, 6 analysed; the rest carry the last result. */
 static void
 test_interval (void)
@@ -1474,6 +1520,7 @@ static const struct
   { "events", test_events, TRUE },
   { "aggregate", test_aggregate, TRUE },
   { "border", test_border, TRUE },
+  { "map mix", test_map_mix, TRUE },
   { "interval", test_interval, TRUE },
   { "roi", test_roi, TRUE },
   { "threshold", test_threshold, TRUE },

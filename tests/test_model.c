@@ -777,6 +777,26 @@ test_map_score (void)
   float exact9 = ae_map_score (flat, smooth, W * H, 9.0f / (W * H), scratch);
   CHECK (fabsf (exact9 - 2.0f) < 1e-5f, "top 9/n pixels are 9 pixels: %g", exact9);
 
+  /* The mixed map: the two maps, each over its scale, added. */
+  {
+    float x[W * H], y[W * H], mix[W * H], mse[W * H], ssim[W * H], big[8 * W * H];
+    for (int i = 0; i < W * H; i++) {
+      x[i] = (float) ae_rng_uniform (&rng);
+      y[i] = x[i] + 0.1f * (float) (ae_rng_uniform (&rng) - 0.5);
+    }
+    const float scale[2] = { 0.004f, 0.3f }, zero[2] = { 0.004f, 0.0f };
+    ae_status st = ae_error_map_mix (x, y, 1, H, W, 3, scale, mix, big);
+    ae_error_map (AE_LOSS_MSE, x, y, 1, H, W, 3, mse, NULL);
+    ae_error_map (AE_LOSS_SSIM, x, y, 1, H, W, 3, ssim, big);
+    double worst = 0;
+    for (int i = 0; i < W * H; i++)
+      worst = fmax (worst, fabs (mix[i] - (mse[i] / scale[0] + ssim[i] / scale[1])));
+    CHECK (st == AE_OK && worst < 1e-4, "mixed map = mse / s0 + (1 - ssim) / s1 (worst %.2g)",
+           worst);
+    CHECK (ae_error_map_mix (x, y, 1, H, W, 3, zero, mix, big) == AE_E_ARG,
+           "a scale of 0 is refused");
+  }
+
   /* The border: exactly the pixels within 2 of an edge become 0; 0 clears
    * nothing; a border past the middle clears everything. */
   static const int borders[] = { 0, 2, 5 };

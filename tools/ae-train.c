@@ -49,7 +49,7 @@ typedef struct {
   gint channels, latent, epochs, batch, threads, repeat, smooth, border, elbo_samples;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate, synthetic_defects, shrinkage;
-  gboolean quiet, flip, pixel_norm;
+  gboolean quiet, flip, pixel_norm, map_mix;
   gchar **rest;
   gchar **meta; /* --meta KEY=VALUE, kept as given */
 
@@ -329,6 +329,9 @@ check_anomaly_options (options *o)
     complain ("--aggregate, --defect-input and --defect-pipeline need --task anomaly");
   else if (o->task != TASK_ANOMALY && o->border)
     complain ("--border needs --task anomaly");
+  else if (o->map_mix && (o->task != TASK_ANOMALY || o->score != AE_SCORE_RECON || o->pixel_norm))
+    complain ("--map-mix needs --task anomaly and the recon score (no other --score, no "
+              "--pixel-norm)");
   else
     return TRUE;
   return FALSE;
@@ -413,6 +416,9 @@ parse_options (options *o, int argc, char **argv)
       "each standardised on the validation frames); for a VAE (--arch vae) elbo (the negative "
       "ELBO: the error map averaged over posterior samples plus the KL term), default recon",
       "KIND" },
+    { "map-mix", 0, 0, G_OPTION_ARG_NONE, &o->map_mix,
+      "Anomaly map: the squared error plus 1 - SSIM, each divided by its mean on the held-out "
+      "normal frames (the first sees soft stains, the second texture worn flat)", NULL },
     { "pixel-norm", 0, 0, G_OPTION_ARG_NONE, &o->pixel_norm,
       "Divide the anomaly map by each pixel's mean on the held-out normal frames (a per-pixel "
       "standardised error; frames at the model's size only)", NULL },
@@ -725,6 +731,7 @@ typedef struct {
   size_t defect_count;          /* labelled defect frames; 0: none given */
   double f1, defect_mean, defect_min;
   double map_threshold;         /* latent scores: the percentile of the map scores alone */
+  float mix_scale[2];           /* --map-mix: the two maps' means on the calibration frames */
 } calibration;
 
 static void
@@ -752,6 +759,7 @@ typedef struct {
   ae_frame_scoring fs;
   ae_session *s;
   ae_elbo *elbo;
+  const float *mix_scale; /* --map-mix: the two maps' scales (ae_error_map_mix) */
 } frame_scorer;
 
 static gboolean
@@ -789,6 +797,9 @@ frame_map (const options *o, frame_scorer *sc, const ae_dataset *d, const float 
   if (sc->elbo) {
     *kl = ae_elbo_map (sc->elbo, kind, SSIM_WINDOW, x, map);
     st = *kl >= 0 ? AE_OK : AE_E_ARG;
+  } else if (o->map_mix) {
+    st = ae_error_map_mix (x, ae_session_forward (sc->s, x), d->channels, d->height, d->width,
+                           SSIM_WINDOW, sc->mix_scale, map, scratch);
   } else {
     st = ae_error_map (kind, x, ae_session_forward (sc->s, x), d->channels, d->height, d->width,
                        SSIM_WINDOW, map, scratch);
@@ -885,6 +896,31 @@ f1_threshold (const float *normal, size_t nn, const float *defect, size_t nd, do
  * the threshold at the requested percentile, so the expected false-alarm
  * rate on normal frames is about (100 - p)%. With labelled defect frames
  * the threshold is instead the F1-optimal one between the two sets. */
+/* --map-mix: the squared-error and 1 - SSIM maps' means over the frames
+ * idx[0..n) of d, so that each counts in units of its normal error.
+ * FALSE when either is 0 (nothing to divide by). */
+static gboolean
+fit_mix_scale (frame_scorer *sc, const ae_dataset *d, const size_t *idx, size_t n, float scale[2])
+{
+  size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
+  float *map = g_new (float, pixels), *scratch = g_new (float, 8 * pixels);
+  double sum[2] = { 0, 0 };
+  static const ae_loss kinds[2] = { AE_LOSS_MSE, AE_LOSS_SSIM };
+  for (size_t k = 0; k < n; k++) {
+    const float *x = d->x + idx[k] * per, *y = ae_session_forward (sc->s, x);
+    for (int i = 0; i < 2; i++) {
+      ae_error_map (kinds[i], x, y, d->channels, d->height, d->width, SSIM_WINDOW, map, scratch);
+      for (size_t p = 0; p < pixels; p++)
+        sum[i] += map[p];
+    }
+  }
+  g_free (scratch);
+  g_free (map);
+  for (int i = 0; i < 2; i++)
+    scale[i] = (float) (sum[i] / ((double) n * pixels));
+  return scale[0] > 0.0f && scale[1] > 0.0f;
+}
+
 static int
 calibrate (const options *o, const ae_model *model, const ae_dataset *d, const ae_dataset *bad,
            calibration *cal)
@@ -909,6 +945,13 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
     g_free (idx);
     return EXIT_FAILURE;
   }
+  if (o->map_mix && !fit_mix_scale (&sc, d, idx, n, cal->mix_scale)) {
+    complain ("calibration: the --map-mix maps are zero on every calibration frame");
+    scorer_close (&sc);
+    g_free (idx);
+    return EXIT_FAILURE;
+  }
+  sc.mix_scale = cal->mix_scale;
   float *scores = g_new (float, n), *sorted = g_new (float, n);
   float *bad_scores = g_new (float, bad->count + 1);
   double *recon = g_new (double, n);
@@ -1186,10 +1229,14 @@ put_train_meta (meta_writer *w, const options *o, const run_info *run)
 static void
 put_anomaly_meta (meta_writer *w, const options *o, const calibration *cal)
 {
-  gboolean ssim = o->loss == AE_LOSS_SSIM;
-  put_str (w, "anomaly.score", ssim ? "mean-ssim" : "mean-mse");
-  if (ssim)
+  gboolean ssim = o->loss == AE_LOSS_SSIM && !o->map_mix;
+  put_str (w, "anomaly.score", o->map_mix ? "mix-mse-ssim" : ssim ? "mean-ssim" : "mean-mse");
+  if (ssim || o->map_mix)
     put_int (w, "anomaly.ssim_window", SSIM_WINDOW);
+  if (o->map_mix) {
+    put_float (w, "anomaly.mix_scale_mse", cal->mix_scale[0]);
+    put_float (w, "anomaly.mix_scale_ssim", cal->mix_scale[1]);
+  }
   put_str (w, "anomaly.aggregate", o->aggregate ? o->aggregate : "mean");
   put_int (w, "anomaly.smooth_radius", o->smooth);
   put_int (w, "anomaly.border", o->border);
