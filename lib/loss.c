@@ -326,13 +326,14 @@ ae_error_map_mix (const float *input, const float *recon, int channels, int heig
     return AE_E_ARG;
   ae_status st = ae_error_map (AE_LOSS_SSIM, input, recon, channels, height, width, window, map,
                                scratch);
+  if (st != AE_OK)
+    return st;
   /* The squared error goes where SSIM's scratch was. */
-  if (st == AE_OK)
-    st = ae_error_map (AE_LOSS_MSE, input, recon, channels, height, width, window, scratch, NULL);
+  ae_error_map (AE_LOSS_MSE, input, recon, channels, height, width, window, scratch, NULL);
   size_t hw = (size_t) height * width;
-  for (size_t i = 0; st == AE_OK && i < hw; i++)
+  for (size_t i = 0; i < hw; i++)
     map[i] = scratch[i] / scale[0] + map[i] / scale[1];
-  return st;
+  return AE_OK;
 }
 
 /* ---- Score statistics ------------------------------------------------------------ */

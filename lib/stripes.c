@@ -218,10 +218,11 @@ run_stripe (void *ctx, int index)
   }
 }
 
+/* A stripe's row stream (`streamed`) or its session for pieces. */
 static ae_status
-init_stripe (ae_stripes *p, stripe *st, int piece_rows, ae_error *err)
+init_stripe (ae_stripes *p, stripe *st, int streamed, int piece_rows, ae_error *err)
 {
-  if (ae_rowstream_fits (p->model, p->h, p->w)) {
+  if (streamed) {
     st->stream = ae_rowstream_new (p->model, p->h, p->w, st->y0, st->y1, piece_rows, err);
     if (!st->stream)
       return err ? err->status : AE_E_NOMEM;
@@ -267,10 +268,12 @@ ae_stripes_new_pieces (const ae_model *model, int height, int width, int threads
   p->h = height;
   p->w = width;
   p->count = plan_stripes (p, threads);
-  plan_pieces (p, piece_rows);
+  int streamed = ae_rowstream_fits (model, height, width);
+  if (!streamed) /* a stream plans its own steps */
+    plan_pieces (p, piece_rows);
   ae_status st = AE_OK;
   for (int k = 0; st == AE_OK && k < p->count; k++)
-    st = init_stripe (p, &p->v[k], piece_rows, err);
+    st = init_stripe (p, &p->v[k], streamed, piece_rows, err);
   size_t out = (size_t) model->in_c * height * width;
   if (st == AE_OK && !(p->frame_out = malloc (out * sizeof (float))))
     st = ae_fail (err, AE_E_NOMEM, "out of memory for a %dx%d frame", width, height);
