@@ -71,9 +71,13 @@ KERNEL_COLUMN (const conv_geom *g, const window *win, const float *w, const floa
       KERNEL_TILE (g, win, w, bias, oc, KERNEL_OC, k, s, act_a, act_b, out);
     else
       KERNEL_TILE (g, win, w, bias, oc, noc, k, s, act_a, act_b, out);
-    for (int o = 0; o < noc; o++)
-      memcpy (y->data + (oc + o) * y->cs + (size_t) (oy - y->first) * y->rs + x0, out[o],
-              (size_t) len * sizeof (float));
+    for (int o = 0; o < noc; o++) {
+      float *dst = y->data + (oc + o) * y->cs + (size_t) (oy - y->first) * y->rs + x0;
+      if (len == KERNEL_XV * VEC) /* a fixed size: vector stores, not a call */
+        memcpy (dst, out[o], sizeof out[o]);
+      else
+        memcpy (dst, out[o], (size_t) len * sizeof (float));
+    }
   }
 }
 
