@@ -256,8 +256,12 @@ gst_ae_frame_read_luma_rows (const GstVideoFrame *frame, float *dst, int y0, int
     if (!is_rgb (frame)) {
       const guint8 *p = comp_pixel (frame, 0, 0, y);
       int ps = GST_VIDEO_FRAME_COMP_PSTRIDE (frame, 0);
-      for (int x = 0; x < w; x++)
-        row[x] = p[x * ps] * k;
+      if (ps == 1) /* planar: its own loop, which the compiler vectorises */
+        for (int x = 0; x < w; x++)
+          row[x] = p[x] * k;
+      else
+        for (int x = 0; x < w; x++)
+          row[x] = p[x * ps] * k;
       continue;
     }
     const guint8 *r = comp_pixel (frame, 0, 0, y), *g = comp_pixel (frame, 1, 0, y);
