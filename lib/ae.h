@@ -200,6 +200,17 @@ void ae_noise_hist_add (ae_noise_hist *h, const ae_noise_hist *part);
 /* The noise level of the samples in h; -1 when it has none. */
 float ae_noise_hist_sigma (const ae_noise_hist *h);
 
+/* ---- 8-bit samples ----------------------------------------------------------- */
+
+/* Video frames hold 8-bit samples, the networks floats in [0, 1]. n samples
+ * `stride` bytes apart: dst[i] = src[i * stride] / 255. */
+void ae_samples_read (const uint8_t *src, int stride, float *dst, int n);
+/* dst[i * stride] += gain * (to[i] - from[i]), rounded to the nearest
+ * sample and clamped to 0..255 (gain 255 writes a change of plane values
+ * back in sample units). */
+void ae_samples_add_change (uint8_t *dst, int stride, const float *from, const float *to,
+                            float gain, int n);
+
 /* ---- Temporal (recursive) filtering ------------------------------------------ */
 
 /* Motion-adaptive blend of a frame's spatially denoised plane with the

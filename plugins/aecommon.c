@@ -254,14 +254,8 @@ gst_ae_frame_read_luma_rows (const GstVideoFrame *frame, float *dst, int y0, int
   for (int y = y0; y < y1; y++) {
     float *row = dst + (size_t) y * w;
     if (!is_rgb (frame)) {
-      const guint8 *p = comp_pixel (frame, 0, 0, y);
-      int ps = GST_VIDEO_FRAME_COMP_PSTRIDE (frame, 0);
-      if (ps == 1) /* planar: its own loop, which the compiler vectorises */
-        for (int x = 0; x < w; x++)
-          row[x] = p[x] * k;
-      else
-        for (int x = 0; x < w; x++)
-          row[x] = p[x * ps] * k;
+      ae_samples_read (comp_pixel (frame, 0, 0, y), GST_VIDEO_FRAME_COMP_PSTRIDE (frame, 0), row,
+                       w);
       continue;
     }
     const guint8 *r = comp_pixel (frame, 0, 0, y), *g = comp_pixel (frame, 1, 0, y);
@@ -272,37 +266,12 @@ gst_ae_frame_read_luma_rows (const GstVideoFrame *frame, float *dst, int y0, int
   }
 }
 
-static inline guint8
-clamp_byte (float v)
-{
-  return v <= 0.0f ? 0 : v >= 255.0f ? 255 : (guint8) (v + 0.5f);
-}
-
 void
 gst_ae_frame_write_luma (GstVideoFrame *frame, const float *old_luma, const float *new_luma,
                          float blend)
 {
   gst_ae_frame_write_luma_rows (frame, old_luma, new_luma, blend, 0,
                                 GST_VIDEO_FRAME_HEIGHT (frame));
-}
-
-/* p[x * ps] += gain * (n[x] - o[x]) for w pixels, clamped. The planar
- * case has its own loop, which the compiler vectorises (a variable pixel
- * stride keeps it scalar: 5 % of a 720p aedenoise frame). */
-static void
-add_luma_change (guint8 *p, int ps, const float *o, const float *n, float gain, int w)
-{
-  if (ps == 1) {
-    for (int x = 0; x < w; x++) { /* clamp_byte, as max, min and truncation */
-      float v = p[x] + gain * (n[x] - o[x]) + 0.5f;
-      v = v > 0.0f ? v : 0.0f;
-      v = v < 255.0f ? v : 255.0f;
-      p[x] = (guint8) (int) v;
-    }
-    return;
-  }
-  for (int x = 0; x < w; x++)
-    p[x * ps] = clamp_byte (p[x * ps] + gain * (n[x] - o[x]));
 }
 
 void
@@ -314,8 +283,8 @@ gst_ae_frame_write_luma_rows (GstVideoFrame *frame, const float *old_luma,
   for (int y = y0; y < y1; y++) {
     const float *o = old_luma + (size_t) y * w, *n = new_luma + (size_t) y * w;
     for (int c = 0; c < ncomp; c++)
-      add_luma_change (comp_pixel (frame, c, 0, y), GST_VIDEO_FRAME_COMP_PSTRIDE (frame, c), o,
-                       n, blend * 255.0f, w);
+      ae_samples_add_change (comp_pixel (frame, c, 0, y), GST_VIDEO_FRAME_COMP_PSTRIDE (frame, c),
+                             o, n, blend * 255.0f, w);
   }
 }
 
