@@ -179,7 +179,7 @@ def self_test():
 
     desc = ("videotestsrc is-live=true pattern=ball num-buffers=3600 ! "
             "video/x-raw,format=GRAY8,width=32,height=32,framerate=30/1 ! "
-            "aeanomaly learn-frames=10 ! fakesink")
+            "aeanomaly learn-frames=10 learn-epochs=2 ! fakesink")  # quick: messages, not quality
     status = run(desc, keep, enough, timeout_s=120)
     frames = [r for r in records if r["event"] == "frame"]
     ok = (status == 0 and enough(None)

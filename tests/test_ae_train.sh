@@ -177,6 +177,47 @@ assert m["anomaly.mix_scale_mse"] > 0 and m["anomaly.mix_scale_ssim"] > 0
 ' "$T/out"
 fi
 
+# --map auto: of the three maps, the one that best separates the labelled
+# defect frames. Here a faint checkerboard (24 levels on alternate pixels)
+# over the images' black background: under this PCA the squared-error map
+# ranks those frames no better than chance (AUROC 0.49), 1 - SSIM does
+# (0.57), so choosing the squared error would be wrong.
+if command -v python3 >/dev/null 2>&1; then
+  python3 -c '
+import sys
+out = bytearray(open(sys.argv[1], "rb").read()[: 20 * 784])
+for i in range(len(out)):
+    p = i % 784
+    if (p // 28 + p % 28) % 2 and out[i] == 0:
+        out[i] = 24
+open(sys.argv[2], "wb").write(bytes(out))
+' "$RAW" "$T/checker.raw"
+  CHECKER="filesrc location=$T/checker.raw ! rawvideoparse format=gray8 width=28 height=28 framerate=30/1"
+  run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --aggregate mean --smooth 1 --border 2 \
+    --map auto --output "$T/auto.aem" --pipeline "$PIPELINE" --defect-pipeline "$CHECKER"
+  check "ae-train --map auto succeeds" [ "$rc" -eq 0 -a -s "$T/auto.aem" ]
+  check "ae-train --map auto reports the comparison" grep -q "^anomaly map auto: frame AUROC" "$T/out"
+  run "$AE_INFO" --json "$T/auto.aem"
+  check "--map auto keeps the map with the best AUROC, not the squared error, and stores why" \
+    python3 -c '
+import json, re, sys
+m = json.load(open(sys.argv[1]))["metadata"]
+found = dict((k, (float(a), float(f))) for k, a, f in
+             re.findall(r"(mse|ssim|mix) ([0-9.]+) / ([0-9.]+)", m["anomaly.map_choice"]))
+best = max(found, key=lambda k: found[k])
+assert sorted(found) == ["mix", "mse", "ssim"], found
+assert m["anomaly.map_choice"].endswith("chose " + best), (best, m["anomaly.map_choice"])
+assert best != "mse" and found[best][0] > found["mse"][0] + 0.05, found
+assert m["anomaly.score"] == {"mse": "mean-mse", "ssim": "mean-ssim", "mix": "mix-mse-ssim"}[best]
+assert (best == "mix") == ("anomaly.mix_scale_mse" in m)
+' "$T/out"
+fi
+run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --map ssim --output "$T/ssimmap.aem" \
+  --pipeline "$PIPELINE"
+check "--map ssim on an MSE-trained model" [ "$rc" -eq 0 -a -s "$T/ssimmap.aem" ]
+run "$AE_INFO" "$T/ssimmap.aem"
+check "--map ssim stores the 1 - SSIM map" grep -Eq "^  anomaly.score +mean-ssim$" "$T/out"
+
 # Latent scores: a Gaussian of the training frames' latents, the combined
 # score standardised on the held-out frames (so their scores average 0).
 run "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --latent 8 --score combined \
@@ -288,6 +329,12 @@ expect_failure "--aggregate with --task denoise" 2 "$OUT" \
   "$AE_TRAIN" --task denoise --aggregate max --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--map-mix with --score combined" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --map-mix --score combined --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--map auto without labelled defects" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --map auto --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--map with an unknown kind" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --map l2 --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--map-mix with --map ssim" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --map-mix --map ssim --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--border 257" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --border 257 --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--border with --task encode" 2 "$OUT" \

@@ -42,10 +42,16 @@
 typedef enum { TASK_DENOISE, TASK_ANOMALY, TASK_ENCODE } task_kind;
 static const char *const task_names[] = { "denoise", "anomaly", "encode" };
 
+/* The anomaly map: squared error, 1 - SSIM, the two mixed, or whichever of
+ * those three separates labelled defect frames best. */
+typedef enum { MAP_MSE, MAP_SSIM, MAP_MIX, MAP_AUTO } map_kind;
+static const char *const map_names[] = { "mse", "ssim", "mix", "auto" };
+#define MAP_CANDIDATES 3 /* the kinds MAP_AUTO chooses from: those before it */
+
 typedef struct {
   /* As given on the command line (NULL when absent). */
   gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s, *crop_s;
-  gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline, *score_s;
+  gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline, *score_s, *map_s;
   gint channels, latent, epochs, batch, threads, repeat, smooth, border, elbo_samples;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate, synthetic_defects, shrinkage;
@@ -56,6 +62,7 @@ typedef struct {
   /* Derived by validate_options (). */
   task_kind task;
   ae_loss loss;
+  map_kind map;
   ae_lr_schedule lr_schedule;
   int width, height; /* 0 = the source's size */
   int crop_w, crop_h; /* 0 = train on whole frames */
@@ -229,6 +236,27 @@ parse_loss (options *o)
   return FALSE;
 }
 
+/* --map, by default the training loss's map (1 - SSIM for --loss ssim, the
+ * squared error otherwise); --map-mix is --map mix. */
+static gboolean
+parse_map (options *o)
+{
+  map_kind loss_map = o->loss == AE_LOSS_SSIM ? MAP_SSIM : MAP_MSE;
+  o->map = o->map_mix ? MAP_MIX : loss_map;
+  if (!o->map_s)
+    return TRUE;
+  for (int k = 0; k <= MAP_AUTO; k++)
+    if (g_strcmp0 (o->map_s, map_names[k]) == 0 && (!o->map_mix || k == MAP_MIX)) {
+      o->map = (map_kind) k;
+      return TRUE;
+    }
+  if (o->map_mix)
+    complain ("--map-mix is --map mix: it contradicts --map %s", o->map_s);
+  else
+    complain ("unknown --map '%s' (mse, ssim, mix or auto)", o->map_s);
+  return FALSE;
+}
+
 static gboolean
 check_source (const options *o)
 {
@@ -329,9 +357,15 @@ check_anomaly_options (options *o)
     complain ("--aggregate, --defect-input and --defect-pipeline need --task anomaly");
   else if (o->task != TASK_ANOMALY && o->border)
     complain ("--border needs --task anomaly");
-  else if (o->map_mix && (o->task != TASK_ANOMALY || o->score != AE_SCORE_RECON || o->pixel_norm))
-    complain ("--map-mix needs --task anomaly and the recon score (no other --score, no "
-              "--pixel-norm)");
+  else if ((o->map_s || o->map_mix) && o->task != TASK_ANOMALY)
+    complain ("--map needs --task anomaly");
+  else if (o->map != (o->loss == AE_LOSS_SSIM ? MAP_SSIM : MAP_MSE)
+           && (o->score != AE_SCORE_RECON || o->pixel_norm))
+    complain ("--map %s needs the recon score (no other --score, no --pixel-norm)",
+              map_names[o->map]);
+  else if (o->map == MAP_AUTO && !o->defect_input && !o->defect_pipeline)
+    complain ("--map auto chooses on labelled defect frames: give --defect-input or "
+              "--defect-pipeline");
   else
     return TRUE;
   return FALSE;
@@ -341,8 +375,8 @@ static gboolean
 validate_options (options *o)
 {
   if (!parse_task (o) || !check_source (o) || !check_numbers (o) || !parse_size (o) ||
-      !parse_loss (o) || !parse_lr_schedule (o) || !parse_noise (o) || !check_meta (o) ||
-      !check_anomaly_options (o))
+      !parse_loss (o) || !parse_map (o) || !parse_lr_schedule (o) || !parse_noise (o) ||
+      !check_meta (o) || !check_anomaly_options (o))
     return FALSE;
   if (o->arch && !*o->arch) {
     complain ("empty --arch");
@@ -416,9 +450,13 @@ parse_options (options *o, int argc, char **argv)
       "each standardised on the validation frames); for a VAE (--arch vae) elbo (the negative "
       "ELBO: the error map averaged over posterior samples plus the KL term), default recon",
       "KIND" },
-    { "map-mix", 0, 0, G_OPTION_ARG_NONE, &o->map_mix,
-      "Anomaly map: the squared error plus 1 - SSIM, each divided by its mean on the held-out "
-      "normal frames (the first sees soft stains, the second texture worn flat)", NULL },
+    { "map", 0, 0, G_OPTION_ARG_STRING, &o->map_s,
+      "Anomaly map: mse (squared error), ssim (1 - SSIM), mix (the two, each divided by its "
+      "mean on the held-out normal frames: the first sees soft stains, the second texture worn "
+      "flat) or auto (of those three, the one with the best frame AUROC between the held-out "
+      "frames and the labelled defect frames), default the loss's (ssim for --loss ssim, else "
+      "mse)", "KIND" },
+    { "map-mix", 0, 0, G_OPTION_ARG_NONE, &o->map_mix, "Same as --map mix", NULL },
     { "pixel-norm", 0, 0, G_OPTION_ARG_NONE, &o->pixel_norm,
       "Divide the anomaly map by each pixel's mean on the held-out normal frames (a per-pixel "
       "standardised error; frames at the model's size only)", NULL },
@@ -731,7 +769,9 @@ typedef struct {
   size_t defect_count;          /* labelled defect frames; 0: none given */
   double f1, defect_mean, defect_min;
   double map_threshold;         /* latent scores: the percentile of the map scores alone */
-  float mix_scale[2];           /* --map-mix: the two maps' means on the calibration frames */
+  float mix_scale[2];           /* mix: the two maps' means on the calibration frames */
+  map_kind map;                 /* the map in force (--map auto: the one chosen) */
+  double auto_auroc[MAP_CANDIDATES], auto_f1[MAP_CANDIDATES]; /* --map auto: each candidate's */
 } calibration;
 
 static void
@@ -759,15 +799,16 @@ typedef struct {
   ae_frame_scoring fs;
   ae_session *s;
   ae_elbo *elbo;
-  const float *mix_scale; /* --map-mix: the two maps' scales (ae_error_map_mix) */
+  map_kind map;           /* MAP_MSE, MAP_SSIM or MAP_MIX */
+  const float *mix_scale; /* MAP_MIX: the two maps' scales (ae_error_map_mix) */
 } frame_scorer;
 
 static gboolean
-scorer_open (const ae_model *m, const ae_frame_scoring *fs, const ae_dataset *d,
+scorer_open (const ae_model *m, const ae_frame_scoring *fs, map_kind map, const ae_dataset *d,
              frame_scorer *sc)
 {
   ae_error err = { 0 };
-  *sc = (frame_scorer) { .m = m, .fs = *fs };
+  *sc = (frame_scorer) { .m = m, .fs = *fs, .map = map };
   sc->s = ae_session_new (m, 1, d->height, d->width, &err);
   if (sc->s && fs->kind == AE_SCORE_ELBO)
     sc->elbo = ae_elbo_new_for (m, fs, &err);
@@ -789,15 +830,15 @@ scorer_close (frame_scorer *sc)
  * elbo averaged over the posterior samples, *kl set), divided by the
  * model's mean map when it has one. */
 static ae_status
-frame_map (const options *o, frame_scorer *sc, const ae_dataset *d, const float *x, float *map,
-           float *scratch, double *kl)
+frame_map (frame_scorer *sc, const ae_dataset *d, const float *x, float *map, float *scratch,
+           double *kl)
 {
-  ae_loss kind = o->loss == AE_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
+  ae_loss kind = sc->map == MAP_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
   ae_status st;
   if (sc->elbo) {
     *kl = ae_elbo_map (sc->elbo, kind, SSIM_WINDOW, x, map);
     st = *kl >= 0 ? AE_OK : AE_E_ARG;
-  } else if (o->map_mix) {
+  } else if (sc->map == MAP_MIX) {
     st = ae_error_map_mix (x, ae_session_forward (sc->s, x), d->channels, d->height, d->width,
                            SSIM_WINDOW, sc->mix_scale, map, scratch);
   } else {
@@ -830,7 +871,7 @@ score_frames (const options *o, frame_scorer *sc, const ae_dataset *d, const siz
   for (size_t k = 0; k < n && st == AE_OK; k++) {
     const float *x = d->x + (idx ? idx[k] : k) * per;
     double lat = 0;
-    st = frame_map (o, sc, d, x, map, scratch, &lat);
+    st = frame_map (sc, d, x, map, scratch, &lat);
     ae_map_clear_border (map, d->width, d->height, o->border);
     ae_map_smooth (map, smooth, d->width, d->height, o->smooth, scratch);
     double r = ae_map_score (map, smooth, pixels, o->top_fraction, scratch);
@@ -892,6 +933,29 @@ f1_threshold (const float *normal, size_t nn, const float *defect, size_t nd, do
   return t;
 }
 
+/* The frame AUROC of "higher score = defect" between normal and defect
+ * scores: the probability that a defect frame outscores a normal one, ties
+ * counting half (the Mann-Whitney statistic from average ranks). */
+static double
+frame_auroc (const float *normal, size_t nn, const float *defect, size_t nd)
+{
+  size_t n = nn + nd;
+  labelled_score *all = g_new (labelled_score, n);
+  for (size_t k = 0; k < n; k++)
+    all[k] = k < nn ? (labelled_score) { normal[k], FALSE }
+                    : (labelled_score) { defect[k - nn], TRUE };
+  qsort (all, n, sizeof *all, cmp_labelled);
+  double defect_ranks = 0;
+  for (size_t i = 0, j; i < n; i = j) {
+    size_t defects = 0;
+    for (j = i; j < n && all[j].score == all[i].score; j++)
+      defects += all[j].defect;
+    defect_ranks += (double) defects * 0.5 * (double) (i + 1 + j); /* ranks i+1..j, averaged */
+  }
+  g_free (all);
+  return (defect_ranks - 0.5 * (double) nd * (double) (nd + 1)) / ((double) nn * (double) nd);
+}
+
 /* Scores frames the model did not train on (when there are any) and puts
  * the threshold at the requested percentile, so the expected false-alarm
  * rate on normal frames is about (100 - p)%. With labelled defect frames
@@ -921,6 +985,39 @@ fit_mix_scale (frame_scorer *sc, const ae_dataset *d, const size_t *idx, size_t 
   return scale[0] > 0.0f && scale[1] > 0.0f;
 }
 
+/* --map auto: scores the held-out frames idx[0..n) of d and the labelled
+ * defect frames under each candidate map and keeps the one whose frame
+ * AUROC between them is the highest (ties: the better F1, then the earlier,
+ * simpler map); a mix whose maps are zero on every frame is left out. */
+static gboolean
+choose_map (const options *o, frame_scorer *sc, const ae_dataset *d, const size_t *idx, size_t n,
+            const ae_dataset *bad, calibration *cal)
+{
+  float *scores = g_new (float, n), *bad_scores = g_new (float, bad->count);
+  gboolean ok = TRUE;
+  int best = MAP_MSE;
+  for (int k = 0; k < MAP_CANDIDATES && ok; k++) {
+    cal->auto_auroc[k] = cal->auto_f1[k] = -1.0;
+    sc->map = (map_kind) k;
+    if (k == MAP_MIX && !fit_mix_scale (sc, d, idx, n, cal->mix_scale))
+      continue;
+    sc->mix_scale = cal->mix_scale;
+    ok = score_frames (o, sc, d, idx, n, scores, NULL, NULL)
+         && score_frames (o, sc, bad, NULL, bad->count, bad_scores, NULL, NULL);
+    if (!ok)
+      break;
+    cal->auto_auroc[k] = frame_auroc (scores, n, bad_scores, bad->count);
+    f1_threshold (scores, n, bad_scores, bad->count, &cal->auto_f1[k]);
+    if (cal->auto_auroc[k] > cal->auto_auroc[best]
+        || (cal->auto_auroc[k] == cal->auto_auroc[best] && cal->auto_f1[k] > cal->auto_f1[best]))
+      best = k;
+  }
+  cal->map = (map_kind) best;
+  g_free (bad_scores);
+  g_free (scores);
+  return ok;
+}
+
 static int
 calibrate (const options *o, const ae_model *model, const ae_dataset *d, const ae_dataset *bad,
            calibration *cal)
@@ -937,7 +1034,7 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
   frame_scorer sc;
   if (ae_model_frame_scoring (model, &fs, &err) != AE_OK)
     complain ("calibration: %s", err.message);
-  else if (scorer_open (model, &fs, d, &sc))
+  else if (scorer_open (model, &fs, o->map, d, &sc))
     err.status = AE_OK;
   else
     err.status = AE_E_ARG;
@@ -945,8 +1042,14 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
     g_free (idx);
     return EXIT_FAILURE;
   }
-  if (o->map_mix && !fit_mix_scale (&sc, d, idx, n, cal->mix_scale)) {
-    complain ("calibration: the --map-mix maps are zero on every calibration frame");
+  cal->map = o->map;
+  gboolean ok = o->map != MAP_AUTO || choose_map (o, &sc, d, idx, n, bad, cal);
+  sc.map = cal->map;
+  if (ok && cal->map == MAP_MIX && !fit_mix_scale (&sc, d, idx, n, cal->mix_scale)) {
+    complain ("calibration: the mixed map's parts are zero on every calibration frame");
+    ok = FALSE;
+  }
+  if (!ok) {
     scorer_close (&sc);
     g_free (idx);
     return EXIT_FAILURE;
@@ -955,8 +1058,8 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
   float *scores = g_new (float, n), *sorted = g_new (float, n);
   float *bad_scores = g_new (float, bad->count + 1);
   double *recon = g_new (double, n);
-  gboolean ok = score_frames (o, &sc, d, idx, n, scores, recon, NULL)
-                && score_frames (o, &sc, bad, NULL, bad->count, bad_scores, NULL, NULL);
+  ok = score_frames (o, &sc, d, idx, n, scores, recon, NULL)
+       && score_frames (o, &sc, bad, NULL, bad->count, bad_scores, NULL, NULL);
   if (ok && fs.kind != AE_SCORE_RECON) {
     float *part = g_new (float, n);
     for (size_t k = 0; k < n; k++)
@@ -1042,7 +1145,7 @@ fit_combined (const options *o, const ae_model *m, const ae_dataset *d, const si
 {
   ae_frame_scoring recon_only = { .kind = AE_SCORE_RECON };
   frame_scorer sc;
-  if (!scorer_open (m, &recon_only, d, &sc))
+  if (!scorer_open (m, &recon_only, o->map, d, &sc))
     return FALSE;
   double *recon = g_new (double, nval), *mahal = g_new (double, nval);
   gboolean ok = score_frames (o, &sc, d, val, nval, NULL, recon, mahal);
@@ -1088,7 +1191,7 @@ fit_map_mean (const options *o, ae_model *m, const ae_dataset *d, const size_t *
   ae_error err = { 0 };
   ae_frame_scoring fs;
   frame_scorer sc;
-  if (ae_model_frame_scoring (m, &fs, &err) != AE_OK || !scorer_open (m, &fs, d, &sc)) {
+  if (ae_model_frame_scoring (m, &fs, &err) != AE_OK || !scorer_open (m, &fs, o->map, d, &sc)) {
     complain ("--pixel-norm: %s", err.message);
     return EXIT_FAILURE;
   }
@@ -1097,7 +1200,7 @@ fit_map_mean (const options *o, ae_model *m, const ae_dataset *d, const size_t *
   double *sum = g_new0 (double, pixels), kl;
   ae_status st = AE_OK;
   for (size_t k = 0; k < nval && st == AE_OK; k++) {
-    st = frame_map (o, &sc, d, d->x + val[k] * per, map, scratch, &kl);
+    st = frame_map (&sc, d, d->x + val[k] * per, map, scratch, &kl);
     for (size_t i = 0; i < pixels; i++)
       sum[i] += map[i];
   }
@@ -1226,14 +1329,35 @@ put_train_meta (meta_writer *w, const options *o, const run_info *run)
   g_free (tool);
 }
 
+/* --map auto's comparison, as stored and printed. */
+static gchar *
+auto_choice (const calibration *cal)
+{
+  GString *s = g_string_new ("auto: frame AUROC / best F1 on the labelled frames:");
+  for (int k = 0; k < MAP_CANDIDATES; k++)
+    if (cal->auto_auroc[k] >= 0)
+      g_string_append_printf (s, " %s %.4f / %.4f%s", map_names[k], cal->auto_auroc[k],
+                              cal->auto_f1[k], k + 1 < MAP_CANDIDATES ? "," : "");
+    else
+      g_string_append_printf (s, " %s (zero maps)%s", map_names[k],
+                              k + 1 < MAP_CANDIDATES ? "," : "");
+  g_string_append_printf (s, "; chose %s", map_names[cal->map]);
+  return g_string_free (s, FALSE);
+}
+
 static void
 put_anomaly_meta (meta_writer *w, const options *o, const calibration *cal)
 {
-  gboolean ssim = o->loss == AE_LOSS_SSIM && !o->map_mix;
-  put_str (w, "anomaly.score", o->map_mix ? "mix-mse-ssim" : ssim ? "mean-ssim" : "mean-mse");
-  if (ssim || o->map_mix)
+  static const char *const scores[] = { "mean-mse", "mean-ssim", "mix-mse-ssim" };
+  put_str (w, "anomaly.score", scores[cal->map]);
+  if (cal->map != MAP_MSE)
     put_int (w, "anomaly.ssim_window", SSIM_WINDOW);
-  if (o->map_mix) {
+  if (o->map == MAP_AUTO) {
+    gchar *choice = auto_choice (cal);
+    put_str (w, "anomaly.map_choice", choice);
+    g_free (choice);
+  }
+  if (cal->map == MAP_MIX) {
     put_float (w, "anomaly.mix_scale_mse", cal->mix_scale[0]);
     put_float (w, "anomaly.mix_scale_ssim", cal->mix_scale[1]);
   }
@@ -1312,7 +1436,7 @@ print_latent_score (const options *o, const ae_model *m, const run_info *run)
 static void
 print_calibration (const options *o, const calibration *cal)
 {
-  const char *score = o->loss == AE_LOSS_SSIM ? "ssim" : "mse";
+  const char *score = map_names[cal->map];
   const char *agg = o->aggregate ? o->aggregate : "mean";
   gchar *what = o->score == AE_SCORE_RECON ? g_strdup_printf ("%s-%s", agg, score)
                 : g_strdup (ae_score_kind_name (o->score));
@@ -1320,6 +1444,11 @@ print_calibration (const options *o, const calibration *cal)
           "(mean %.6g, max %.6g)\n", cal->percentile_threshold, cal->percentile, what,
           cal->count, cal->on_training ? "training" : "validation", plural (cal->count),
           cal->on_training ? " (no validation split)" : "", cal->mean, cal->max);
+  if (o->map == MAP_AUTO) {
+    gchar *choice = auto_choice (cal);
+    printf ("anomaly map %s\n", choice);
+    g_free (choice);
+  }
   if (cal->defect_count)
     printf ("anomaly threshold %.6g in force: best F1 %.4f between those frames and %zu defect "
             "frame%s (defect scores mean %.6g, min %.6g)\n", cal->threshold, cal->f1,

@@ -61,6 +61,10 @@ for s in "${list[@]}"; do
     "${train_opts[@]}"
   end=$(date +%s.%N)
   echo "$s: train_seconds=$(echo "$end - $start" | bc)"
+  # The map in force, and with --map auto what chose it:
+  "$build/tools/ae-info" --json "$work/$s.aem" | "$py" -c 'import json,sys
+m = json.load(sys.stdin)["metadata"]
+print(sys.argv[1] + ": map=" + m["anomaly.score"], m.get("anomaly.map_choice", ""))' "$s"
   inspect "$dir" "$s" model="$work/$s.aem"
   # The percentile threshold (no labelled defects) on the same model:
   pct=$("$build/tools/ae-info" --json "$work/$s.aem" | "$py" -c \
