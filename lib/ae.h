@@ -278,6 +278,11 @@ ae_status ae_error_map (ae_loss kind, const float *input, const float *recon,
 ae_status ae_error_map_mix (const float *input, const float *recon, int channels, int height,
                             int width, int window, const float scale[2], float *map,
                             float *scratch);
+/* The squared-error and 1 - SSIM maps' means over one image (means[0],
+ * means[1]); averaged over good frames they are ae_error_map_mix's scales.
+ * map: H*W floats, scratch as for SSIM. */
+ae_status ae_error_map_means (const float *input, const float *recon, int channels, int height,
+                              int width, int window, double means[2], float *map, float *scratch);
 
 /* Mean of the largest `top_fraction` (0,1] of the n values (1 = mean).
  * `scratch` holds n floats. */

@@ -336,6 +336,25 @@ ae_error_map_mix (const float *input, const float *recon, int channels, int heig
   return AE_OK;
 }
 
+ae_status
+ae_error_map_means (const float *input, const float *recon, int channels, int height, int width,
+                    int window, double means[2], float *map, float *scratch)
+{
+  static const ae_loss kinds[2] = { AE_LOSS_MSE, AE_LOSS_SSIM };
+  size_t hw = (size_t) height * width;
+  for (int i = 0; i < 2; i++) {
+    ae_status st = ae_error_map (kinds[i], input, recon, channels, height, width, window, map,
+                                 scratch);
+    if (st != AE_OK)
+      return st;
+    double sum = 0.0;
+    for (size_t p = 0; p < hw; p++)
+      sum += map[p];
+    means[i] = sum / (double) hw;
+  }
+  return AE_OK;
+}
+
 /* ---- Score statistics ------------------------------------------------------------ */
 
 /* Rearranges v so that v[k] is the k-th smallest (Hoare's selection). */

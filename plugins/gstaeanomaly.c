@@ -96,6 +96,9 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
 #define LEARN_MULTIPLE 8
 #define LEARN_CROP 64
 #define DEFAULT_LEARN_EPOCHS 25
+/* The mixed map: on the inspection benchmark's textures it sees both soft
+ * stains (as the squared error does) and worn-away texture (as SSIM does). */
+#define DEFAULT_LEARN_MAP GST_AE_ANOMALY_LEARN_MAP_MIX
 #define LEARN_REPEAT 4
 #define LEARN_MIN_SAMPLES_PER_EPOCH 300 /* few frames: more crops of each */
 #define LEARN_BATCH 64
@@ -130,6 +133,7 @@ enum
   PROP_EVENT_GAP,
   PROP_LEARN_FRAMES,
   PROP_LEARN_EPOCHS,
+  PROP_LEARN_MAP,
   PROP_SAVE_MODEL,
   PROP_AGGREGATE,
   PROP_SMOOTH_RADIUS,
@@ -216,6 +220,7 @@ struct _GstAeAnomaly
   gdouble threshold, pixel_threshold;
   guint interval, min_region_area, event_frames, event_gap;
   gint learn_frames, learn_epochs;
+  GstAeAnomalyLearnMap learn_map;
   GstAeAnomalyOutput output;
   gboolean post_messages;
   gchar *events_location, *save_model, *roi_str, *aggregate, *map_location;
@@ -282,6 +287,22 @@ gst_ae_anomaly_output_get_type (void)
   };
   if (g_once_init_enter (&id))
     g_once_init_leave (&id, g_enum_register_static ("GstAeAnomalyOutput", values));
+  return (GType) id;
+}
+
+GType
+gst_ae_anomaly_learn_map_get_type (void)
+{
+  static gsize id = 0;
+  static const GEnumValue values[] = {
+    { GST_AE_ANOMALY_LEARN_MAP_MSE, "Squared error", "mse" },
+    { GST_AE_ANOMALY_LEARN_MAP_SSIM, "1 - SSIM", "ssim" },
+    { GST_AE_ANOMALY_LEARN_MAP_MIX, "Squared error and 1 - SSIM, each over its normal mean",
+      "mix" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&id))
+    g_once_init_leave (&id, g_enum_register_static ("GstAeAnomalyLearnMap", values));
   return (GType) id;
 }
 
@@ -858,6 +879,8 @@ typedef struct
   guint count;
   GstAeShape shape;
   GstAeScoring scoring;
+  GstAeAnomalyLearnMap map;
+  float mix_scale[2]; /* GST_AE_ANOMALY_LEARN_MAP_MIX: fitted by learn_calibrate */
   gchar *aggregate; /* its name, for the metadata */
   gint epochs;
   gint threads; /* training workers (ae_train_opts.threads) */
@@ -922,6 +945,29 @@ learn_train (GstAeTrainJob *job, gsize nval, GstAeLearnReport *rep, ae_error *er
   return m;
 }
 
+/* The mixed map's scales: each map's mean over the n calibration frames
+ * (val when nval, else the first n), as ae-train --map mix fits them. */
+static gboolean
+learn_mix_scale (GstAeTrainJob *job, ae_session *session, const gsize *val, gsize n, gsize nval,
+                 GstAeBuffers *b)
+{
+  const GstAeShape *s = &job->shape;
+  gsize net = (gsize) s->aw * s->ah;
+  double sum[2] = { 0, 0 }, means[2];
+  for (gsize k = 0; k < n; k++) {
+    const float *x = job->x + (nval ? val[k] : k) * net;
+    if (ae_error_map_means (x, ae_session_forward (session, x), 1, s->ah, s->aw,
+                            job->scoring.window, means, b->map_a, b->scratch) != AE_OK)
+      return FALSE;
+    sum[0] += means[0];
+    sum[1] += means[1];
+  }
+  job->mix_scale[0] = (float) (sum[0] / (double) n);
+  job->mix_scale[1] = (float) (sum[1] / (double) n);
+  job->scoring.mix_scale = job->mix_scale;
+  return job->mix_scale[0] > 0.0f && job->mix_scale[1] > 0.0f;
+}
+
 /* Percentile LEARN_PERCENTILE of the held-out frames' scores, as
  * ae-train --calibrate does; all frames when none were held out. */
 static gboolean
@@ -936,7 +982,8 @@ learn_calibrate (GstAeTrainJob *job, const ae_model *m, const gsize *val, gsize 
   GstAeBuffers b;
   buffers_alloc (&b, s);
   float *scores = g_new (float, n), *sorted = g_new (float, n);
-  gboolean ok = TRUE;
+  gboolean ok = job->map != GST_AE_ANOMALY_LEARN_MAP_MIX
+                || learn_mix_scale (job, session, val, n, nval, &b);
   gdouble sum = 0, sq = 0, max = -G_MAXDOUBLE;
   for (gsize k = 0; k < n && ok; k++) {
     gdouble v = 0;
@@ -1009,7 +1056,14 @@ learn_write_metadata (ae_model *m, const GstAeTrainJob *job, const GstAeLearnRep
   PUT (ae_model_set_float (m, "train.final_val_loss", r->train.final_val_loss));
   PUT (ae_model_set_str (m, "train.tool", "aeanomaly " PACKAGE_VERSION));
   PUT (ae_model_set_str (m, "train.date", date));
-  PUT (ae_model_set_str (m, "anomaly.score", "mean-mse"));
+  static const char *const scores[] = { "mean-mse", "mean-ssim", "mix-mse-ssim" };
+  PUT (ae_model_set_str (m, "anomaly.score", scores[job->map]));
+  if (job->map != GST_AE_ANOMALY_LEARN_MAP_MSE)
+    PUT (ae_model_set_int (m, "anomaly.ssim_window", job->scoring.window));
+  if (job->map == GST_AE_ANOMALY_LEARN_MAP_MIX) {
+    PUT (ae_model_set_float (m, "anomaly.mix_scale_mse", job->mix_scale[0]));
+    PUT (ae_model_set_float (m, "anomaly.mix_scale_ssim", job->mix_scale[1]));
+  }
   PUT (ae_model_set_str (m, "anomaly.aggregate", job->aggregate));
   PUT (ae_model_set_int (m, "anomaly.smooth_radius", job->scoring.smooth_radius));
   PUT (ae_model_set_int (m, "anomaly.border", job->scoring.border));
@@ -1124,7 +1178,8 @@ learn_start_training (GstAeAnomaly *self)
   gint threads = self->threads;
   /* The properties, when set, decide how the learned model scores. */
   job->aggregate = g_strdup (self->aggregate ? self->aggregate : LEARN_AGGREGATE);
-  job->scoring.loss = AE_LOSS_MSE;
+  job->map = self->learn_map;
+  job->scoring.loss = job->map == GST_AE_ANOMALY_LEARN_MAP_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
   job->scoring.window = DEFAULT_SSIM_WINDOW;
   ae_aggregate_from_name (job->aggregate, &job->scoring.top_fraction);
   job->scoring.smooth_radius = self->smooth_radius >= 0 ? self->smooth_radius
@@ -1914,6 +1969,9 @@ gst_ae_anomaly_set_property (GObject *object, guint prop_id, const GValue *value
   case PROP_LEARN_EPOCHS:
     self->learn_epochs = g_value_get_int (value);
     break;
+  case PROP_LEARN_MAP:
+    self->learn_map = (GstAeAnomalyLearnMap) g_value_get_enum (value);
+    break;
   case PROP_LEARN_FRAMES:
     self->learn_frames = g_value_get_int (value);
     break;
@@ -1986,6 +2044,9 @@ gst_ae_anomaly_get_property (GObject *object, guint prop_id, GValue *value, GPar
     break;
   case PROP_LEARN_EPOCHS:
     g_value_set_int (value, self->learn_epochs);
+    break;
+  case PROP_LEARN_MAP:
+    g_value_set_enum (value, self->learn_map);
     break;
   case PROP_LEARN_FRAMES:
     g_value_set_int (value, self->learn_frames);
@@ -2132,6 +2193,11 @@ install_report_properties (GObjectClass *oc)
           "Without a model: training epochs over the collected frames (fewer: detecting "
           "sooner, with a weaker model)", 1, 1000, DEFAULT_LEARN_EPOCHS,
           RW_FLAGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (oc, PROP_LEARN_MAP,
+      g_param_spec_enum ("learn-map", "Learn map",
+          "Without a model: the learned model's anomaly map (mse: squared error; ssim: "
+          "1 - SSIM; mix: both, each over its mean on the held-out frames)",
+          GST_TYPE_AE_ANOMALY_LEARN_MAP, DEFAULT_LEARN_MAP, RW_FLAGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (oc, PROP_SAVE_MODEL,
       g_param_spec_string ("save-model", "Save model",
           "Write the model learned online to this file (with ae-train's metadata)",
@@ -2170,6 +2236,7 @@ gst_ae_anomaly_class_init (GstAeAnomalyClass *klass)
   vf->transform_frame_ip = GST_DEBUG_FUNCPTR (gst_ae_anomaly_transform_frame_ip);
 
   gst_type_mark_as_plugin_api (GST_TYPE_AE_ANOMALY_OUTPUT, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_AE_ANOMALY_LEARN_MAP, 0);
 }
 
 static void
@@ -2186,6 +2253,7 @@ gst_ae_anomaly_init (GstAeAnomaly *self)
   self->event_gap = DEFAULT_EVENT_GAP;
   self->learn_frames = DEFAULT_LEARN_FRAMES;
   self->learn_epochs = DEFAULT_LEARN_EPOCHS;
+  self->learn_map = DEFAULT_LEARN_MAP;
   self->smooth_radius = DEFAULT_SMOOTH_RADIUS;
   self->border = DEFAULT_BORDER;
   self->threads = DEFAULT_THREADS;

@@ -22,6 +22,16 @@ typedef enum {
 #define GST_TYPE_AE_ANOMALY_OUTPUT (gst_ae_anomaly_output_get_type ())
 GType gst_ae_anomaly_output_get_type (void);
 
+/* The anomaly map of a model learned online (ae-train --map). */
+typedef enum {
+  GST_AE_ANOMALY_LEARN_MAP_MSE,
+  GST_AE_ANOMALY_LEARN_MAP_SSIM,
+  GST_AE_ANOMALY_LEARN_MAP_MIX,
+} GstAeAnomalyLearnMap;
+
+#define GST_TYPE_AE_ANOMALY_LEARN_MAP (gst_ae_anomaly_learn_map_get_type ())
+GType gst_ae_anomaly_learn_map_get_type (void);
+
 #define GST_TYPE_AE_ANOMALY (gst_ae_anomaly_get_type ())
 G_DECLARE_FINAL_TYPE (GstAeAnomaly, gst_ae_anomaly, GST, AE_ANOMALY, GstVideoFilter)
 

@@ -1098,13 +1098,17 @@ test_learning (void)
 
   ae_error err;
   ae_model *m = ae_model_load (saved, &err);
-  double saved_threshold = 0;
+  double saved_threshold = 0, scale[2] = { 0, 0 };
   CHECK (m && g_strcmp0 (ae_model_get_str (m, "task"), "anomaly") == 0
-         && g_strcmp0 (ae_model_get_str (m, "anomaly.score"), "mean-mse") == 0
          && ae_model_get_float (m, "anomaly.threshold", &saved_threshold)
          && saved_threshold == threshold,
          "save-model wrote a loadable anomaly model with the threshold (%s)",
          m ? "loaded" : err.message);
+  CHECK (m && g_strcmp0 (ae_model_get_str (m, "anomaly.score"), "mix-mse-ssim") == 0
+         && ae_model_get_float (m, "anomaly.mix_scale_mse", &scale[0]) && scale[0] > 0
+         && ae_model_get_float (m, "anomaly.mix_scale_ssim", &scale[1]) && scale[1] > 0,
+         "by default the learned model scores with the mixed map, its scales fitted (%g, %g)",
+         scale[0], scale[1]);
   ae_model_free (m);
   if (learned)
     gst_message_unref (learned);
@@ -1114,6 +1118,62 @@ test_learning (void)
   harness_free (h, bus);
   g_free (caps);
   g_free (saved);
+}
+
+/* The nick of an enum property's value. */
+static const gchar *
+enum_nick (GstElement *e, const gchar *name)
+{
+  GParamSpec *ps = g_object_class_find_property (G_OBJECT_GET_CLASS (e), name);
+  GValue v = G_VALUE_INIT;
+  g_value_init (&v, ps->value_type);
+  g_object_get_property (G_OBJECT (e), name, &v);
+  GEnumValue *ev = g_enum_get_value (g_type_class_peek (ps->value_type), g_value_get_enum (&v));
+  g_value_unset (&v);
+  return ev ? ev->value_nick : NULL;
+}
+
+/* learn-map chooses the learned model's map (the default, mix, is checked
+ * by test_learning): mse stores the plain squared error without mix
+ * scales, ssim 1 - SSIM; the property reads back. */
+static void
+test_learning_map (void)
+{
+  static const char *const maps[][2] = { { "mse", "mean-mse" }, { "ssim", "mean-ssim" } };
+  for (guint k = 0; k < G_N_ELEMENTS (maps); k++) {
+    GstBus *bus;
+    gchar *saved = g_build_filename (workdir, "learned-map.aem", NULL);
+    gchar *caps = caps_string ("GRAY8", W, H);
+    GstHarness *h = harness_new (&bus, caps, "learn-frames", 8, "learn-epochs", 1, "save-model",
+                                 saved, NULL);
+    CHECK (g_strcmp0 (enum_nick (h->element, "learn-map"), "mix") == 0, "learn-map is mix by "
+           "default");
+    gst_util_set_object_arg (G_OBJECT (h->element), "learn-map", maps[k][0]);
+    CHECK (g_strcmp0 (enum_nick (h->element, "learn-map"), maps[k][0]) == 0,
+           "learn-map=%s reads back", maps[k][0]);
+    GRand *rng = g_rand_new_with_seed (17);
+    guint8 img[W * H];
+    for (guint i = 0; i < 9; i++) {
+      texture (img, W, H, rng);
+      gst_buffer_unref (push_frame (h, "GRAY8", W, H, i, img));
+    }
+    GstMessage *learned = wait_message (bus, GST_MESSAGE_ELEMENT | GST_MESSAGE_ERROR,
+                                        "aeanomaly-learned", 100);
+    ae_error err;
+    ae_model *m = learned ? ae_model_load (saved, &err) : NULL;
+    double scale = 0;
+    CHECK (m && g_strcmp0 (ae_model_get_str (m, "anomaly.score"), maps[k][1]) == 0
+           && !ae_model_get_float (m, "anomaly.mix_scale_mse", &scale),
+           "learn-map=%s: the learned model's anomaly.score is %s, without mix scales",
+           maps[k][0], maps[k][1]);
+    ae_model_free (m);
+    if (learned)
+      gst_message_unref (learned);
+    g_rand_free (rng);
+    harness_free (h, bus);
+    g_free (caps);
+    g_free (saved);
+  }
 }
 
 /* Stopping while training cancels promptly. */
@@ -1527,6 +1587,7 @@ static const struct
   { "outputs", test_outputs, TRUE },
   { "json", test_json, TRUE },
   { "learning", test_learning, FALSE },
+  { "learning-map", test_learning_map, FALSE },
   { "learning-cancel", test_learning_cancel, FALSE },
   { "hot-swap", test_hot_swap, TRUE },
   { "bad-start", test_bad_start, TRUE },

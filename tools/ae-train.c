@@ -960,29 +960,28 @@ frame_auroc (const float *normal, size_t nn, const float *defect, size_t nd)
  * the threshold at the requested percentile, so the expected false-alarm
  * rate on normal frames is about (100 - p)%. With labelled defect frames
  * the threshold is instead the F1-optimal one between the two sets. */
-/* --map-mix: the squared-error and 1 - SSIM maps' means over the frames
- * idx[0..n) of d, so that each counts in units of its normal error.
- * FALSE when either is 0 (nothing to divide by). */
+/* The mixed map's scales: the squared-error and 1 - SSIM maps' means over
+ * the frames idx[0..n) of d, so that each counts in units of its normal
+ * error. FALSE when either is 0 (nothing to divide by). */
 static gboolean
 fit_mix_scale (frame_scorer *sc, const ae_dataset *d, const size_t *idx, size_t n, float scale[2])
 {
   size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
   float *map = g_new (float, pixels), *scratch = g_new (float, 8 * pixels);
-  double sum[2] = { 0, 0 };
-  static const ae_loss kinds[2] = { AE_LOSS_MSE, AE_LOSS_SSIM };
-  for (size_t k = 0; k < n; k++) {
-    const float *x = d->x + idx[k] * per, *y = ae_session_forward (sc->s, x);
-    for (int i = 0; i < 2; i++) {
-      ae_error_map (kinds[i], x, y, d->channels, d->height, d->width, SSIM_WINDOW, map, scratch);
-      for (size_t p = 0; p < pixels; p++)
-        sum[i] += map[p];
-    }
+  double sum[2] = { 0, 0 }, means[2];
+  ae_status st = AE_OK;
+  for (size_t k = 0; k < n && st == AE_OK; k++) {
+    const float *x = d->x + idx[k] * per;
+    st = ae_error_map_means (x, ae_session_forward (sc->s, x), d->channels, d->height, d->width,
+                             SSIM_WINDOW, means, map, scratch);
+    sum[0] += means[0];
+    sum[1] += means[1];
   }
   g_free (scratch);
   g_free (map);
   for (int i = 0; i < 2; i++)
-    scale[i] = (float) (sum[i] / ((double) n * pixels));
-  return scale[0] > 0.0f && scale[1] > 0.0f;
+    scale[i] = (float) (sum[i] / (double) n);
+  return st == AE_OK && scale[0] > 0.0f && scale[1] > 0.0f;
 }
 
 /* --map auto: scores the held-out frames idx[0..n) of d and the labelled
