@@ -795,6 +795,16 @@ test_map_score (void)
            worst);
     CHECK (ae_error_map_mix (x, y, 1, H, W, 3, zero, mix, big) == AE_E_ARG,
            "a scale of 0 is refused");
+    /* Its scales' fit: each map's mean over the frame. */
+    double means[2] = { -1, -1 }, sum[2] = { 0, 0 };
+    for (int i = 0; i < W * H; i++) {
+      sum[0] += mse[i];
+      sum[1] += ssim[i];
+    }
+    st = ae_error_map_means (x, y, 1, H, W, 3, means, mix, big);
+    CHECK (st == AE_OK && fabs (means[0] - sum[0] / (W * H)) < 1e-9
+               && fabs (means[1] - sum[1] / (W * H)) < 1e-7,
+           "map means: squared error %g, 1 - SSIM %g, as the maps' own", means[0], means[1]);
   }
 
   /* The border: exactly the pixels within 2 of an edge become 0; 0 clears
