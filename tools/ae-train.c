@@ -1044,7 +1044,8 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
   cal->map = o->map;
   gboolean ok = o->map != MAP_AUTO || choose_map (o, &sc, d, idx, n, bad, cal);
   sc.map = cal->map;
-  if (ok && cal->map == MAP_MIX && !fit_mix_scale (&sc, d, idx, n, cal->mix_scale)) {
+  /* --map auto fitted the scales already when it scored the mix. */
+  if (ok && o->map == MAP_MIX && !fit_mix_scale (&sc, d, idx, n, cal->mix_scale)) {
     complain ("calibration: the mixed map's parts are zero on every calibration frame");
     ok = FALSE;
   }
