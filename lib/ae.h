@@ -284,6 +284,42 @@ ae_status ae_error_map_mix (const float *input, const float *recon, int channels
 ae_status ae_error_map_means (const float *input, const float *recon, int channels, int height,
                               int width, int window, double means[2], float *map, float *scratch);
 
+/* ---- Lost local contrast ----------------------------------------------------
+ * Texture worn flat on a random texture (brushed metal) is invisible to
+ * every reconstruction map: the autoencoder cannot guess the missing texture,
+ * so it rebuilds the patch flat, as it came in. This term compares the
+ * input's local contrast with the good surface's instead. */
+
+/* Each pixel's local contrast: the standard deviation of the input in the
+ * (2 radius + 1)^2 box around it (shrunk at the edges), averaged over the
+ * channels, into sigma (H*W floats). scratch: 4*H*W + W floats. */
+ae_status ae_local_contrast (const float *input, int channels, int height, int width, int radius,
+                             float *sigma, float *scratch);
+/* Adds weight * log2(contrast_floor / sigma) to each pixel of map whose local
+ * contrast sigma lies below contrast_floor: `weight` per halving of it,
+ * counted up to AE_CONTRAST_MAX_HALVINGS: a flat patch gets a finite
+ * value, and sigma's float precision (about 1e-4: the variance is a
+ * difference of floats) stays below the cap for floors of 0.01 and up.
+ * contrast_floor > 0, weight >= 0. scratch: 5*H*W + W floats. */
+#define AE_CONTRAST_MAX_HALVINGS 6
+ae_status ae_map_add_lost_contrast (const float *input, int channels, int height, int width,
+                                    int radius, float contrast_floor, float weight, float *map,
+                                    float *scratch);
+
+/* What ae-train and aeanomaly's online learning both use: the 7 x 7 box
+ * (SSIM's window), and the floor below which 0.1 % of the good frames'
+ * pixels lie. */
+#define AE_CONTRAST_RADIUS 3
+#define AE_CONTRAST_FLOOR_FRACTION 0.001
+/* The floor of n good frames (C x H x W each; frames idx[0..n), or the
+ * first n when idx is NULL): the local contrast below which
+ * AE_CONTRAST_FLOOR_FRACTION of their pixels lie, pixels whose box the
+ * frame's edge cuts left out; within 1/32 of a halving (a histogram of
+ * log2 sigma, so no pixel is stored however many frames). 0 when the
+ * frames have no pixel to count or memory runs out. */
+float ae_contrast_floor (const float *frames, const size_t *idx, size_t n, int channels,
+                         int height, int width);
+
 /* Mean of the largest `top_fraction` (0,1] of the n values (1 = mean).
  * `scratch` holds n floats. */
 float ae_score_top_mean (const float *values, size_t n, float top_fraction, float *scratch);

@@ -1,8 +1,9 @@
-/* Anomaly maps to frame scores: smoothing and aggregation, shared by
- * ae-train's calibration and the aeanomaly element so that both compute
+/* Anomaly maps to frame scores: smoothing, aggregation and the lost-contrast
+ * term, shared by ae-train's calibration and the aeanomaly element so that both compute
  * exactly the same score. */
 #include "ae.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,4 +109,131 @@ ae_map_score (const float *map, const float *smooth, size_t n, float top_fractio
   for (size_t i = 1; i < n; i++)
     best = smooth[i] > best ? smooth[i] : best;
   return best;
+}
+
+/* ---- Lost local contrast --------------------------------------------------------------- */
+
+/* One plane's local standard deviations added to sigma. The plane is centred
+ * on its mean first: the box sums of squares then stay small, and the
+ * variance (mean of squares minus squared mean) keeps its precision where
+ * the texture is faint, the very place this term looks at. */
+static void
+add_plane_contrast (const float *x, int h, int w, int r, float *sigma, float *scratch)
+{
+  size_t n = (size_t) w * h;
+  float *centred = scratch, *mean = scratch + n, *mean_sq = scratch + 2 * n, *tmp = scratch + 3 * n;
+  double sum = 0;
+  for (size_t i = 0; i < n; i++)
+    sum += x[i];
+  float offset = (float) (sum / (double) n);
+  for (size_t i = 0; i < n; i++)
+    centred[i] = x[i] - offset;
+  ae_map_smooth (centred, mean, w, h, r, tmp);
+  for (size_t i = 0; i < n; i++)
+    centred[i] *= centred[i];
+  ae_map_smooth (centred, mean_sq, w, h, r, tmp);
+  for (size_t i = 0; i < n; i++) {
+    float var = mean_sq[i] - mean[i] * mean[i];
+    sigma[i] += var > 0.0f ? sqrtf (var) : 0.0f;
+  }
+}
+
+ae_status
+ae_local_contrast (const float *input, int channels, int height, int width, int radius,
+                   float *sigma, float *scratch)
+{
+  if (!input || !sigma || !scratch || channels < 1 || height < 1 || width < 1 || radius < 0)
+    return AE_E_ARG;
+  size_t n = (size_t) width * height;
+  memset (sigma, 0, n * sizeof (float));
+  for (int c = 0; c < channels; c++)
+    add_plane_contrast (input + c * n, height, width, radius, sigma, scratch);
+  if (channels > 1)
+    for (size_t i = 0; i < n; i++)
+      sigma[i] /= (float) channels;
+  return AE_OK;
+}
+
+ae_status
+ae_map_add_lost_contrast (const float *input, int channels, int height, int width, int radius,
+                          float contrast_floor, float weight, float *map, float *scratch)
+{
+  if (!map || !(contrast_floor > 0.0f) || !isfinite (contrast_floor) || !(weight >= 0.0f)
+      || !isfinite (weight))
+    return AE_E_ARG;
+  size_t n = (size_t) width * height;
+  float *sigma = scratch ? scratch + 4 * n + (size_t) width : NULL;
+  ae_status st = ae_local_contrast (input, channels, height, width, radius, sigma, scratch);
+  if (st != AE_OK)
+    return st;
+  const float lowest = ldexpf (contrast_floor, -AE_CONTRAST_MAX_HALVINGS);
+  for (size_t i = 0; i < n; i++)
+    if (sigma[i] < contrast_floor)
+      map[i] += weight * log2f (contrast_floor / fmaxf (sigma[i], lowest));
+  return AE_OK;
+}
+
+/* log2 sigma in 1/32 halvings from 2^-24 (sigma below: flat) to 1. */
+#define BINS_PER_HALVING 32
+#define BINS (24 * BINS_PER_HALVING)
+
+typedef struct {
+  uint64_t count[BINS];
+  uint64_t total;
+} contrast_hist;
+
+static int
+contrast_bin (float sigma)
+{
+  if (!(sigma > 0.0f))
+    return 0;
+  double b = floor ((log2 (sigma) + 24.0) * BINS_PER_HALVING);
+  return b < 0 ? 0 : b >= BINS ? BINS - 1 : (int) b;
+}
+
+static void
+hist_add (contrast_hist *h, const float *sigma, int height, int width, int margin)
+{
+  for (int y = margin; y < height - margin; y++)
+    for (int x = margin; x < width - margin; x++) {
+      h->count[contrast_bin (sigma[(size_t) y * width + x])]++;
+      h->total++;
+    }
+}
+
+/* The upper edge of the bin where the fraction of the count is reached. */
+static float
+hist_quantile (const contrast_hist *h, double fraction)
+{
+  uint64_t need = (uint64_t) ceil (fraction * (double) h->total), seen = 0;
+  int b = 0;
+  while (b < BINS - 1 && (seen += h->count[b]) < need)
+    b++;
+  return (float) exp2 ((double) (b + 1) / BINS_PER_HALVING - 24.0);
+}
+
+float
+ae_contrast_floor (const float *frames, const size_t *idx, size_t n, int channels, int height,
+                   int width)
+{
+  if (!frames || channels < 1 || height < 1 || width < 1)
+    return 0.0f;
+  size_t pixels = (size_t) height * width, per = pixels * (size_t) channels;
+  float *sigma = malloc (pixels * sizeof (float));
+  float *scratch = malloc ((4 * pixels + (size_t) width) * sizeof (float));
+  contrast_hist *hist = calloc (1, sizeof *hist);
+  float result = 0.0f;
+  if (sigma && scratch && hist) {
+    for (size_t k = 0; k < n; k++) {
+      ae_local_contrast (frames + (idx ? idx[k] : k) * per, channels, height, width,
+                         AE_CONTRAST_RADIUS, sigma, scratch);
+      hist_add (hist, sigma, height, width, AE_CONTRAST_RADIUS);
+    }
+    if (hist->total)
+      result = hist_quantile (hist, AE_CONTRAST_FLOOR_FRACTION);
+  }
+  free (hist);
+  free (scratch);
+  free (sigma);
+  return result;
 }

@@ -78,6 +78,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
 #define MAX_SMOOTH_RADIUS 64
 #define DEFAULT_BORDER (-1)
 #define MAX_BORDER 256
+#define MAX_CONTRAST_WINDOW 99 /* anomaly.contrast_window, odd */
 
 /* Unset pixel-threshold: with a mean score normal pixels scatter around the
  * frame threshold, so a region must stand well above it; with a max or
@@ -99,6 +100,10 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
 /* The mixed map: on the inspection benchmark's textures it sees both soft
  * stains (as the squared error does) and worn-away texture (as SSIM does). */
 #define DEFAULT_LEARN_MAP GST_AE_ANOMALY_LEARN_MAP_MIX
+/* Lost contrast, as the inspection recipe (ae-train --lost-contrast 8):
+ * brushed metal's texture worn flat is seen by no reconstruction map. */
+#define DEFAULT_LEARN_CONTRAST 8.0
+#define MAX_LOST_CONTRAST 100.0
 #define LEARN_REPEAT 4
 #define LEARN_MIN_SAMPLES_PER_EPOCH 300 /* few frames: more crops of each */
 #define LEARN_BATCH 64
@@ -134,6 +139,7 @@ enum
   PROP_LEARN_FRAMES,
   PROP_LEARN_EPOCHS,
   PROP_LEARN_MAP,
+  PROP_LEARN_CONTRAST,
   PROP_SAVE_MODEL,
   PROP_AGGREGATE,
   PROP_SMOOTH_RADIUS,
@@ -191,6 +197,13 @@ typedef struct
   gint32 *stack;
 } GstAeBuffers;
 
+/* The lost-contrast term of a model's map (ae_map_add_lost_contrast). */
+typedef struct
+{
+  float floor, weight; /* weight 0: no term */
+  gint radius;
+} GstAeContrast;
+
 /* Properties as one frame sees them. */
 typedef struct
 {
@@ -221,6 +234,7 @@ struct _GstAeAnomaly
   guint interval, min_region_area, event_frames, event_gap;
   gint learn_frames, learn_epochs;
   GstAeAnomalyLearnMap learn_map;
+  gdouble learn_contrast;
   GstAeAnomalyOutput output;
   gboolean post_messages;
   gchar *events_location, *save_model, *roi_str, *aggregate, *map_location;
@@ -249,6 +263,7 @@ struct _GstAeAnomaly
   ae_loss loss;
   gint ssim_window;
   float mix_scale[2]; /* anomaly.score mix-mse-ssim: the two maps' scales; else 0 */
+  GstAeContrast contrast; /* anomaly.contrast_*: the lost-contrast term; weight 0: none */
   guint64 next_frame, frame_index, since_model;
   GstAeResult result;
   gboolean in_event;
@@ -555,6 +570,26 @@ model_mix_scale (const ae_model *m, float scale[2])
   return TRUE;
 }
 
+/* The model's lost-contrast term (ae_map_add_lost_contrast): FALSE when
+ * it has a weight but no positive floor or a bad window. Without a weight,
+ * TRUE with weight 0 (no term). */
+static gboolean
+model_contrast (const ae_model *m, GstAeContrast *c)
+{
+  double weight = 0, floor_sigma = 0;
+  int64_t window = 2 * AE_CONTRAST_RADIUS + 1;
+  *c = (GstAeContrast) { 0 };
+  if (!ae_model_get_float (m, "anomaly.contrast_weight", &weight))
+    return TRUE;
+  ae_model_get_int (m, "anomaly.contrast_window", &window);
+  if (!(weight >= 0 && weight <= MAX_LOST_CONTRAST)
+      || !ae_model_get_float (m, "anomaly.contrast_floor", &floor_sigma) || !(floor_sigma > 0)
+      || !isfinite (floor_sigma) || window < 1 || window > MAX_CONTRAST_WINDOW || window % 2 == 0)
+    return FALSE;
+  *c = (GstAeContrast) { (float) floor_sigma, (float) weight, (gint) (window / 2) };
+  return TRUE;
+}
+
 static gint
 model_border (const ae_model *m)
 {
@@ -589,6 +624,14 @@ gst_ae_anomaly_check_model (GstElement *element, const ae_model *m, GError **err
     return FALSE;
   }
   float top, mix[2];
+  GstAeContrast contrast;
+  if (!model_contrast (m, &contrast)) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+                 "the model's anomaly.contrast_weight (0 to %g) needs a positive "
+                 "anomaly.contrast_floor and an odd anomaly.contrast_window up to %d",
+                 MAX_LOST_CONTRAST, MAX_CONTRAST_WINDOW);
+    return FALSE;
+  }
   if (g_strcmp0 (ae_model_get_str (m, "anomaly.score"), "mix-mse-ssim") == 0
       && !model_mix_scale (m, mix)) {
     g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
@@ -643,6 +686,7 @@ adopt_model_facts (GstAeAnomaly *self)
   const ae_model *m = self->slot.active;
   self->loss = model_loss (m, &self->ssim_window);
   model_mix_scale (m, self->mix_scale);
+  model_contrast (m, &self->contrast);
   self->scoring = model_scoring (m);
   GST_OBJECT_LOCK (self);
   self->model_threshold = model_threshold (m);
@@ -707,19 +751,24 @@ typedef struct
   gint smooth_radius;
   gint border; /* ae_map_clear_border before smoothing */
   const float *mix_scale; /* ae_error_map_mix with these scales; NULL: the loss's map */
+  GstAeContrast contrast; /* weight > 0: ae_map_add_lost_contrast after map_norm */
   const ae_model *map_norm; /* its mean map divides the raw map (ae_map_normalise); NULL: none */
 } GstAeScoring;
 
-/* From the raw map at the network's size in b->map_a: the map over the roi
- * in b->map, smoothed in b->smooth, and the map's frame score in *score,
- * aggregated at the network's size without padding — exactly what ae-train
- * calibrates the threshold on. */
+/* From the raw map of `input` at the network's size in b->map_a: the map
+ * over the roi in b->map, smoothed in b->smooth, and the map's frame score
+ * in *score, aggregated at the network's size without padding — exactly
+ * what ae-train calibrates the threshold on. */
 static void
-score_map (const GstAeShape *s, const GstAeScoring *sc, GstAeBuffers *b, gdouble *score)
+score_map (const GstAeShape *s, const GstAeScoring *sc, const float *input, GstAeBuffers *b,
+           gdouble *score)
 {
   gint rw = s->roi.w, rh = s->roi.h;
   if (sc->map_norm)
     ae_map_normalise (sc->map_norm, b->map_a, s->aw, s->ah); /* the build size: checked */
+  if (sc->contrast.weight > 0) /* floor and weight checked with the model */
+    ae_map_add_lost_contrast (input, s->channels, s->ah, s->aw, sc->contrast.radius,
+                              sc->contrast.floor, sc->contrast.weight, b->map_a, b->scratch);
   if (s->resample) {
     ae_map_clear_border (b->map_a, s->aw, s->ah, sc->border);
     ae_map_smooth (b->map_a, b->smooth_a, s->aw, s->ah, sc->smooth_radius, b->tmp);
@@ -750,7 +799,7 @@ score_input (const GstAeShape *s, const GstAeScoring *sc, const float *input,
                                                sc->window, b->map_a, b->scratch);
   if (st != AE_OK)
     return FALSE;
-  score_map (s, sc, b, score);
+  score_map (s, sc, input, b, score);
   return TRUE;
 }
 
@@ -763,7 +812,7 @@ score_elbo (GstAeAnomaly *self, const GstAeScoring *sc, gdouble *score)
   double kl = ae_elbo_map (self->elbo, sc->loss, sc->window, b->input, b->map_a);
   if (kl < 0)
     return FALSE;
-  score_map (&self->shape, sc, b, score);
+  score_map (&self->shape, sc, b->input, b, score);
   *score = ae_frame_score (&self->scoring, *score, kl);
   return TRUE;
 }
@@ -846,6 +895,7 @@ analyse_frame (GstAeAnomaly *self, const GstVideoFrame *frame, const GstAeSettin
   const ae_model *m = self->slot.active;
   GstAeScoring sc = { self->loss, self->ssim_window, set->top_fraction, set->smooth_radius,
                       set->border, self->mix_scale[0] > 0 ? self->mix_scale : NULL,
+                      self->contrast,
                       ae_model_has_map_mean (m) ? m : NULL };
   read_input (self, frame);
   if (self->elbo ? !score_elbo (self, &sc, &res->score)
@@ -881,6 +931,7 @@ typedef struct
   GstAeScoring scoring;
   GstAeAnomalyLearnMap map;
   float mix_scale[2]; /* GST_AE_ANOMALY_LEARN_MAP_MIX: fitted by learn_calibrate */
+  gdouble contrast_weight; /* learn-contrast; the floor is fitted by learn_calibrate */
   gchar *aggregate; /* its name, for the metadata */
   gint epochs;
   gint threads; /* training workers (ae_train_opts.threads) */
@@ -984,6 +1035,12 @@ learn_calibrate (GstAeTrainJob *job, const ae_model *m, const gsize *val, gsize 
   float *scores = g_new (float, n), *sorted = g_new (float, n);
   gboolean ok = job->map != GST_AE_ANOMALY_LEARN_MAP_MIX
                 || learn_mix_scale (job, session, val, n, nval, &b);
+  if (ok && job->contrast_weight > 0) {
+    job->scoring.contrast = (GstAeContrast) {
+      ae_contrast_floor (job->x, nval ? val : NULL, n, 1, s->ah, s->aw),
+      (float) job->contrast_weight, AE_CONTRAST_RADIUS };
+    ok = job->scoring.contrast.floor > 0;
+  }
   gdouble sum = 0, sq = 0, max = -G_MAXDOUBLE;
   for (gsize k = 0; k < n && ok; k++) {
     gdouble v = 0;
@@ -1067,6 +1124,11 @@ learn_write_metadata (ae_model *m, const GstAeTrainJob *job, const GstAeLearnRep
   PUT (ae_model_set_str (m, "anomaly.aggregate", job->aggregate));
   PUT (ae_model_set_int (m, "anomaly.smooth_radius", job->scoring.smooth_radius));
   PUT (ae_model_set_int (m, "anomaly.border", job->scoring.border));
+  if (job->scoring.contrast.weight > 0) {
+    PUT (ae_model_set_float (m, "anomaly.contrast_weight", job->scoring.contrast.weight));
+    PUT (ae_model_set_float (m, "anomaly.contrast_floor", job->scoring.contrast.floor));
+    PUT (ae_model_set_int (m, "anomaly.contrast_window", 2 * job->scoring.contrast.radius + 1));
+  }
   PUT (ae_model_set_float (m, "anomaly.threshold", r->threshold));
   PUT (ae_model_set_float (m, "anomaly.calibrate_percentile", LEARN_PERCENTILE));
   PUT (ae_model_set_str (m, "anomaly.calibration_set", r->on_training ? "training" : "validation"));
@@ -1179,6 +1241,7 @@ learn_start_training (GstAeAnomaly *self)
   /* The properties, when set, decide how the learned model scores. */
   job->aggregate = g_strdup (self->aggregate ? self->aggregate : LEARN_AGGREGATE);
   job->map = self->learn_map;
+  job->contrast_weight = self->learn_contrast;
   job->scoring.loss = job->map == GST_AE_ANOMALY_LEARN_MAP_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
   job->scoring.window = DEFAULT_SSIM_WINDOW;
   ae_aggregate_from_name (job->aggregate, &job->scoring.top_fraction);
@@ -1972,6 +2035,9 @@ gst_ae_anomaly_set_property (GObject *object, guint prop_id, const GValue *value
   case PROP_LEARN_MAP:
     self->learn_map = (GstAeAnomalyLearnMap) g_value_get_enum (value);
     break;
+  case PROP_LEARN_CONTRAST:
+    self->learn_contrast = g_value_get_double (value);
+    break;
   case PROP_LEARN_FRAMES:
     self->learn_frames = g_value_get_int (value);
     break;
@@ -2047,6 +2113,9 @@ gst_ae_anomaly_get_property (GObject *object, guint prop_id, GValue *value, GPar
     break;
   case PROP_LEARN_MAP:
     g_value_set_enum (value, self->learn_map);
+    break;
+  case PROP_LEARN_CONTRAST:
+    g_value_set_double (value, self->learn_contrast);
     break;
   case PROP_LEARN_FRAMES:
     g_value_set_int (value, self->learn_frames);
@@ -2198,6 +2267,11 @@ install_report_properties (GObjectClass *oc)
           "Without a model: the learned model's anomaly map (mse: squared error; ssim: "
           "1 - SSIM; mix: both, each over its mean on the held-out frames)",
           GST_TYPE_AE_ANOMALY_LEARN_MAP, DEFAULT_LEARN_MAP, RW_FLAGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (oc, PROP_LEARN_CONTRAST,
+      g_param_spec_double ("learn-contrast", "Learn contrast",
+          "Without a model: the learned map's lost-contrast weight, added per halving of the "
+          "local contrast below the held-out frames' floor (texture worn flat; 0: off)", 0.0,
+          MAX_LOST_CONTRAST, DEFAULT_LEARN_CONTRAST, RW_FLAGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (oc, PROP_SAVE_MODEL,
       g_param_spec_string ("save-model", "Save model",
           "Write the model learned online to this file (with ae-train's metadata)",
@@ -2254,6 +2328,7 @@ gst_ae_anomaly_init (GstAeAnomaly *self)
   self->learn_frames = DEFAULT_LEARN_FRAMES;
   self->learn_epochs = DEFAULT_LEARN_EPOCHS;
   self->learn_map = DEFAULT_LEARN_MAP;
+  self->learn_contrast = DEFAULT_LEARN_CONTRAST;
   self->smooth_radius = DEFAULT_SMOOTH_RADIUS;
   self->border = DEFAULT_BORDER;
   self->threads = DEFAULT_THREADS;

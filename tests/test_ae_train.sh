@@ -212,6 +212,49 @@ assert m["anomaly.score"] == {"mse": "mean-mse", "ssim": "mean-ssim", "mix": "mi
 assert (best == "mix") == ("anomaly.mix_scale_mse" in m)
 ' "$T/out"
 fi
+# --lost-contrast: on random noise frames a PCA rebuilds the mean, so a
+# patch flattened to 0.5 has less squared error than the noise around it;
+# only the lost-contrast term sees it (labelled: F1 1 with it, below without).
+if command -v python3 >/dev/null 2>&1; then
+  python3 -c '
+import random, sys
+rng = random.Random(5)
+good = bytes(rng.randrange(256) for _ in range(40 * 1024))
+bad = bytearray(rng.randrange(256) for _ in range(20 * 1024))
+for f in range(20):
+    for y in range(10, 22):
+        for x in range(8 + f % 4, 20 + f % 4):
+            bad[f * 1024 + y * 32 + x] = 128
+open(sys.argv[1], "wb").write(good)
+open(sys.argv[2], "wb").write(bytes(bad))
+' "$T/noise.raw" "$T/flat.raw"
+  NOISE="filesrc location=$T/noise.raw ! rawvideoparse format=gray8 width=32 height=32 framerate=30/1"
+  FLAT="filesrc location=$T/flat.raw ! rawvideoparse format=gray8 width=32 height=32 framerate=30/1"
+  for w in 0 4; do
+    run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --aggregate max --smooth 2 --border 2 \
+      --lost-contrast $w --val-split 0.5 --output "$T/contrast$w.aem" --pipeline "$NOISE" \
+      --defect-pipeline "$FLAT"
+    cp "$T/out" "$T/contrast$w.out"
+  done
+  check "ae-train --lost-contrast reports its floor" \
+    grep -q "^lost contrast: 4 per halving of the local contrast below" "$T/contrast4.out"
+  check "a flat patch on noise: F1 1 with --lost-contrast, below without" \
+    grep -q "best F1 1.0000" "$T/contrast4.out"
+  check "(without: the squared error alone misses it)" \
+    grep -Eq "best F1 0\.[0-9]+ between" "$T/contrast0.out"
+  run "$AE_INFO" --json "$T/contrast4.aem"
+  check "--lost-contrast stores its weight, floor and window" python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["metadata"]
+assert m["anomaly.contrast_weight"] == 4 and m["anomaly.contrast_window"] == 7
+assert 0.2 < m["anomaly.contrast_floor"] < 0.3, m["anomaly.contrast_floor"]  # uniform noise: 0.29
+' "$T/out"
+  run "$AE_INFO" --json "$T/contrast0.aem"
+  check "--lost-contrast 0 stores no term" python3 -c '
+import json, sys
+assert "anomaly.contrast_weight" not in json.load(open(sys.argv[1]))["metadata"]
+' "$T/out"
+fi
 run "$AE_TRAIN" --task anomaly --arch pca --latent 8 --map ssim --output "$T/ssimmap.aem" \
   --pipeline "$PIPELINE"
 check "--map ssim on an MSE-trained model" [ "$rc" -eq 0 -a -s "$T/ssimmap.aem" ]
@@ -337,6 +380,10 @@ expect_failure "--map-mix with --map ssim" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --map-mix --map ssim --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--border 257" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --border 257 --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--lost-contrast -1" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --lost-contrast -1 --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--lost-contrast with --task denoise" 2 "$OUT" \
+  "$AE_TRAIN" --task denoise --lost-contrast 4 --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--border with --task encode" 2 "$OUT" \
   "$AE_TRAIN" --task encode --border 2 --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "--score knn" 2 "$OUT" \

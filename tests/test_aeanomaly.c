@@ -807,6 +807,58 @@ test_map_mix (void)
   g_free (path);
 }
 
+/* A model with the lost-contrast term: the texture flattened to its mean
+ * in a square is what raises the score (the reconstruction map alone barely
+ * moves there), and the score is libae's: error map plus
+ * ae_map_add_lost_contrast, peak. A weight without a floor is refused. */
+static void
+test_lost_contrast (void)
+{
+  const float floor_sigma = 0.1f, weight = 2.0f;
+  ae_model *m = ae_model_load (model_path, NULL);
+  ae_model_set_float (m, "anomaly.contrast_weight", weight);
+  ae_model_set_float (m, "anomaly.contrast_floor", floor_sigma);
+  ae_model_set_int (m, "anomaly.contrast_window", 7);
+  gchar *path = save_anomaly_model (m, "contrast.aem", "mean-mse", 1.0);
+  ae_model_set_float (m, "anomaly.contrast_floor", 0.0);
+  gchar *bad = save_anomaly_model (m, "contrast-nofloor.aem", "mean-mse", 1.0);
+  GRand *rng = g_rand_new_with_seed (15);
+  guint8 img[W * H];
+  float x[W * H], map[W * H], smooth[W * H], scratch[8 * W * H];
+  texture (img, W, H, rng);
+  for (gint y = 10; y < 22; y++) /* the sine texture's mean, 0.5 */
+    memset (img + y * W + 10, 128, 12);
+  to_float (img, x, W * H);
+  ae_session *s = ae_session_new (m, 1, H, W, NULL);
+  ae_status st = ae_error_map (AE_LOSS_MSE, x, ae_session_forward (s, x), 1, H, W, 7, map, scratch);
+  ae_map_smooth (map, smooth, W, H, 0, scratch);
+  double plain = ae_map_score (map, smooth, W * H, 0.0f, scratch);
+  if (st == AE_OK)
+    st = ae_map_add_lost_contrast (x, 1, H, W, 3, floor_sigma, weight, map, scratch);
+  ae_map_smooth (map, smooth, W, H, 0, scratch);
+  double want = ae_map_score (map, smooth, W * H, 0.0f, scratch);
+  GstBus *bus;
+  gchar *caps = caps_string ("GRAY8", W, H);
+  GstHarness *h = harness_new (&bus, caps, "model", path, "aggregate", "max", "smooth-radius", 0,
+                               "threshold", 1.0, NULL);
+  GstBuffer *out = push_frame (h, "GRAY8", W, H, 0, img);
+  CHECK (st == AE_OK && fabs (score_of (out) - want) < 1e-5 * MAX (want, 1e-3),
+         "lost contrast: the score is the map plus the lost-contrast term's peak (%g vs %g)",
+         score_of (out), want);
+  /* Flat: sigma near 0, so the term is capped at 8 halvings. */
+  CHECK (want > plain + weight * 4, "lost contrast: the flat patch lifts the peak from %g to %g",
+         plain, want);
+  gst_buffer_unref (out);
+  harness_free (h, bus);
+  expect_start_error ("lost-contrast model without its floor", "model", bad, "contrast_floor");
+  ae_session_free (s);
+  ae_model_free (m);
+  g_rand_free (rng);
+  g_free (caps);
+  g_free (bad);
+  g_free (path);
+}
+
 /* interval=3: frames 0, 3, 6 analysed; the rest carry the last result. */
 static void
 test_interval (void)
@@ -1098,7 +1150,7 @@ test_learning (void)
 
   ae_error err;
   ae_model *m = ae_model_load (saved, &err);
-  double saved_threshold = 0, scale[2] = { 0, 0 };
+  double saved_threshold = 0, scale[2] = { 0, 0 }, weight = 0, floor_sigma = 0;
   CHECK (m && g_strcmp0 (ae_model_get_str (m, "task"), "anomaly") == 0
          && ae_model_get_float (m, "anomaly.threshold", &saved_threshold)
          && saved_threshold == threshold,
@@ -1109,6 +1161,10 @@ test_learning (void)
          && ae_model_get_float (m, "anomaly.mix_scale_ssim", &scale[1]) && scale[1] > 0,
          "by default the learned model scores with the mixed map, its scales fitted (%g, %g)",
          scale[0], scale[1]);
+  CHECK (m && ae_model_get_float (m, "anomaly.contrast_weight", &weight) && weight == 8.0
+         && ae_model_get_float (m, "anomaly.contrast_floor", &floor_sigma) && floor_sigma > 0,
+         "by default the learned model has the lost-contrast term, weight 8 (%g), its floor "
+         "fitted (%g)", weight, floor_sigma);
   ae_model_free (m);
   if (learned)
     gst_message_unref (learned);
@@ -1135,11 +1191,13 @@ enum_nick (GstElement *e, const gchar *name)
 
 /* learn-map chooses the learned model's map (the default, mix, is checked
  * by test_learning): mse stores the plain squared error without mix
- * scales, ssim 1 - SSIM; the property reads back. */
+ * scales, ssim 1 - SSIM; the property reads back. learn-contrast=0 (with
+ * mse) leaves the lost-contrast term out, 3 (with ssim) stores it. */
 static void
 test_learning_map (void)
 {
   static const char *const maps[][2] = { { "mse", "mean-mse" }, { "ssim", "mean-ssim" } };
+  static const double contrast[] = { 0.0, 3.0 };
   for (guint k = 0; k < G_N_ELEMENTS (maps); k++) {
     GstBus *bus;
     gchar *saved = g_build_filename (workdir, "learned-map.aem", NULL);
@@ -1151,6 +1209,10 @@ test_learning_map (void)
     gst_util_set_object_arg (G_OBJECT (h->element), "learn-map", maps[k][0]);
     CHECK (g_strcmp0 (enum_nick (h->element, "learn-map"), maps[k][0]) == 0,
            "learn-map=%s reads back", maps[k][0]);
+    g_object_set (h->element, "learn-contrast", contrast[k], NULL);
+    gdouble got = -1;
+    g_object_get (h->element, "learn-contrast", &got, NULL);
+    CHECK (got == contrast[k], "learn-contrast=%g reads back (%g)", contrast[k], got);
     GRand *rng = g_rand_new_with_seed (17);
     guint8 img[W * H];
     for (guint i = 0; i < 9; i++) {
@@ -1166,6 +1228,11 @@ test_learning_map (void)
            && !ae_model_get_float (m, "anomaly.mix_scale_mse", &scale),
            "learn-map=%s: the learned model's anomaly.score is %s, without mix scales",
            maps[k][0], maps[k][1]);
+    double weight = 0;
+    gboolean has = m && ae_model_get_float (m, "anomaly.contrast_weight", &weight);
+    CHECK (contrast[k] ? has && weight == contrast[k] : !has,
+           "learn-contrast=%g: the learned model's contrast weight is %s", contrast[k],
+           has ? "stored" : "absent");
     ae_model_free (m);
     if (learned)
       gst_message_unref (learned);
@@ -1581,6 +1648,7 @@ static const struct
   { "aggregate", test_aggregate, TRUE },
   { "border", test_border, TRUE },
   { "map mix", test_map_mix, TRUE },
+  { "lost contrast", test_lost_contrast, TRUE },
   { "interval", test_interval, TRUE },
   { "roi", test_roi, TRUE },
   { "threshold", test_threshold, TRUE },

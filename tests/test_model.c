@@ -825,6 +825,109 @@ test_map_score (void)
   }
 }
 
+/* The standard deviation over the box of radius r around (y, x), shrunk
+ * at the edges, computed the plain way (two passes, doubles). */
+static double
+naive_contrast (const float *x, int h, int w, int y, int xc, int r)
+{
+  double sum = 0, sq = 0;
+  int n = 0;
+  for (int v = y - r; v <= y + r; v++)
+    for (int u = xc - r; u <= xc + r; u++)
+      if (v >= 0 && v < h && u >= 0 && u < w) {
+        sum += x[v * w + u];
+        n++;
+      }
+  double mean = sum / n;
+  for (int v = y - r; v <= y + r; v++)
+    for (int u = xc - r; u <= xc + r; u++)
+      if (v >= 0 && v < h && u >= 0 && u < w)
+        sq += (x[v * w + u] - mean) * (x[v * w + u] - mean);
+  return sqrt (sq / n);
+}
+
+/* Lost contrast: the local contrast is the box's standard deviation (also
+ * for a faint texture on a bright level, where a sum of squares loses
+ * precision); the term adds weight * log2(floor / sigma) below the floor,
+ * capped for flat pixels, nothing above; the floor is the quantile of the
+ * frames' interior contrast to within a bin. */
+static void
+test_lost_contrast (void)
+{
+  enum { H = 40, W = 56, N = H * W, R = 3 };
+  static float x[2 * N], sigma[N], map[N], scratch[5 * N + W];
+  fill_uniform (x, 2 * N, 21);
+  for (int i = 0; i < N; i++) /* a faint texture at 0.9 in channel 2 */
+    x[N + i] = 0.9f + 0.004f * x[N + i];
+  for (int y = 10; y < 20; y++) /* and a flat square in channel 1 */
+    for (int i = 10; i < 30; i++)
+      x[y * W + i] = 0.25f;
+  ae_status st = ae_local_contrast (x, 1, H, W, R, sigma, scratch);
+  double worst = 0, flat = 0;
+  for (int y = 0; y < H; y++)
+    for (int i = 0; i < W; i++) {
+      double want = naive_contrast (x, H, W, y, i, R), got = sigma[y * W + i];
+      if (want > 0.01)
+        worst = fmax (worst, fabs (got - want));
+      else
+        flat = fmax (flat, got);
+    }
+  /* The variance is a difference of floats: flat is 0 to about 1e-4. */
+  CHECK (st == AE_OK && worst < 1e-5 && flat < 5e-4,
+         "local contrast equals the box's deviation (max diff %.2g; flat: at most %.2g)", worst,
+         flat);
+  ae_local_contrast (x + N, 1, H, W, R, sigma, scratch);
+  double rel = 0;
+  for (int y = 0; y < H; y++)
+    for (int i = 0; i < W; i++) {
+      double want = naive_contrast (x + N, H, W, y, i, R);
+      rel = fmax (rel, fabs (sigma[y * W + i] - want) / want);
+    }
+  CHECK (rel < 0.01, "a faint texture's contrast keeps its precision (max relative diff %.2g)",
+         rel);
+
+  const float floor_sigma = 0.2f, weight = 3.0f;
+  ae_local_contrast (x, 1, H, W, R, sigma, scratch);
+  for (int i = 0; i < N; i++)
+    map[i] = 1.0f;
+  st = ae_map_add_lost_contrast (x, 1, H, W, R, floor_sigma, weight, map, scratch);
+  int wrong = 0;
+  for (int i = 0; i < N; i++) {
+    double s = fmax (sigma[i], ldexp (floor_sigma, -AE_CONTRAST_MAX_HALVINGS));
+    double want = 1.0 + (sigma[i] < floor_sigma ? weight * log2 (floor_sigma / s) : 0.0);
+    wrong += fabs (map[i] - want) > 1e-4 * want;
+  }
+  CHECK (st == AE_OK && wrong == 0, "the term adds weight * log2(floor / sigma) below the floor "
+         "(%d pixels wrong)", wrong);
+  CHECK (fabs (map[15 * W + 20] - (1.0 + weight * AE_CONTRAST_MAX_HALVINGS)) < 1e-4,
+         "a flat pixel gets the capped %d halvings (%g)", AE_CONTRAST_MAX_HALVINGS,
+         map[15 * W + 20]);
+  CHECK (ae_map_add_lost_contrast (x, 1, H, W, R, 0.0f, weight, map, scratch) == AE_E_ARG
+             && ae_map_add_lost_contrast (x, 1, H, W, R, floor_sigma, -1.0f, map, scratch)
+                    == AE_E_ARG,
+         "a floor of 0 and a negative weight are refused");
+
+  /* Two frames' interior pixels sorted: the floor is their 0.1 % quantile. */
+  fill_uniform (x, 2 * N, 22);
+  static float pool[2 * N];
+  size_t count = 0;
+  for (int f = 0; f < 2; f++) {
+    ae_local_contrast (x + f * N, 1, H, W, R, sigma, scratch);
+    for (int y = R; y < H - R; y++)
+      for (int i = R; i < W - R; i++)
+        pool[count++] = sigma[y * W + i];
+  }
+  float sorted[2 * N];
+  double want = ae_percentile (pool, count, 100 * AE_CONTRAST_FLOOR_FRACTION, sorted);
+  const size_t both[] = { 1, 0 };
+  double got = ae_contrast_floor (x, both, 2, 1, H, W);
+  double bin = exp2 (1.0 / 32) * 1.0001;
+  CHECK (got >= want / bin && got <= want * bin,
+         "the floor %g is the frames' %g %% quantile %g within one bin", got,
+         100 * AE_CONTRAST_FLOOR_FRACTION, want);
+  CHECK (ae_contrast_floor (x, NULL, 0, 1, H, W) == 0.0f, "no frames: no floor");
+}
+
 /* A 2-channel big frame runs chunked im2col; it must equal unchunked. */
 static void
 test_chunking (void)
@@ -985,6 +1088,7 @@ main (void)
   test_wino_sessions ();
   test_noise_sigma ();
   test_map_score ();
+  test_lost_contrast ();
   test_save_load (dir);
   char path[600];
   snprintf (path, sizeof path, "%s/model.aem", dir);

@@ -34,6 +34,7 @@
 #define SSIM_WINDOW 7
 #define MAX_SMOOTH 64
 #define MAX_BORDER 256
+#define MAX_LOST_CONTRAST 100 /* --lost-contrast: per halving; the maps count in units of 1 */
 /* Covariance shrinkage of the latent Gaussian (--score mahalanobis|combined). */
 #define DEFAULT_SHRINKAGE 0.01
 
@@ -54,7 +55,7 @@ typedef struct {
   gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline, *score_s, *map_s;
   gint channels, latent, epochs, batch, threads, repeat, smooth, border, elbo_samples;
   gint64 seed, max_frames;
-  gdouble lr, val_split, calibrate, synthetic_defects, shrinkage;
+  gdouble lr, val_split, calibrate, synthetic_defects, shrinkage, lost_contrast;
   gboolean quiet, flip, pixel_norm, map_mix;
   gchar **rest;
   gchar **meta; /* --meta KEY=VALUE, kept as given */
@@ -357,6 +358,10 @@ check_anomaly_options (options *o)
     complain ("--aggregate, --defect-input and --defect-pipeline need --task anomaly");
   else if (o->task != TASK_ANOMALY && o->border)
     complain ("--border needs --task anomaly");
+  else if (o->task != TASK_ANOMALY && o->lost_contrast)
+    complain ("--lost-contrast needs --task anomaly");
+  else if (!(o->lost_contrast >= 0 && o->lost_contrast <= MAX_LOST_CONTRAST))
+    complain ("--lost-contrast must be 0 to %d, got %g", MAX_LOST_CONTRAST, o->lost_contrast);
   else if ((o->map_s || o->map_mix) && o->task != TASK_ANOMALY)
     complain ("--map needs --task anomaly");
   else if (o->map != (o->loss == AE_LOSS_SSIM ? MAP_SSIM : MAP_MSE)
@@ -444,6 +449,9 @@ parse_options (options *o, int argc, char **argv)
     { "border", 0, 0, G_OPTION_ARG_INT, &o->border,
       "Leave the map's outer B pixels out of the frame score and regions (fully convolutional "
       "models err more at the frame's edges on normal frames too), default 0", "B" },
+    { "lost-contrast", 0, 0, G_OPTION_ARG_DOUBLE, &o->lost_contrast,
+      "Add W to the map per halving of the input's local contrast below the good frames' "
+      "floor (texture worn flat, which no reconstruction error sees), default 0 (off)", "W" },
     { "score", 0, 0, G_OPTION_ARG_STRING, &o->score_s,
       "Anomaly frame score: recon (the aggregated error map), mahalanobis (distance of the "
       "latent to a Gaussian fitted on the training frames' latents) or combined (sum of both, "
@@ -770,6 +778,7 @@ typedef struct {
   double f1, defect_mean, defect_min;
   double map_threshold;         /* latent scores: the percentile of the map scores alone */
   float mix_scale[2];           /* mix: the two maps' means on the calibration frames */
+  float contrast_floor;         /* --lost-contrast: ae_contrast_floor of the calibration frames */
   map_kind map;                 /* the map in force (--map auto: the one chosen) */
   double auto_auroc[MAP_CANDIDATES], auto_f1[MAP_CANDIDATES]; /* --map auto: each candidate's */
 } calibration;
@@ -801,6 +810,7 @@ typedef struct {
   ae_elbo *elbo;
   map_kind map;           /* MAP_MSE, MAP_SSIM or MAP_MIX */
   const float *mix_scale; /* MAP_MIX: the two maps' scales (ae_error_map_mix) */
+  float contrast_floor, contrast_weight; /* ae_map_add_lost_contrast when the weight is > 0 */
 } frame_scorer;
 
 static gboolean
@@ -847,6 +857,9 @@ frame_map (frame_scorer *sc, const ae_dataset *d, const float *x, float *map, fl
   }
   if (st == AE_OK && ae_model_has_map_mean (sc->m))
     st = ae_map_normalise (sc->m, map, d->height, d->width);
+  if (st == AE_OK && sc->contrast_weight > 0)
+    st = ae_map_add_lost_contrast (x, d->channels, d->height, d->width, AE_CONTRAST_RADIUS,
+                                   sc->contrast_floor, sc->contrast_weight, map, scratch);
   if (st != AE_OK)
     complain ("cannot compute the %s anomaly map", ae_loss_name (kind));
   return st;
@@ -1042,7 +1055,18 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
     return EXIT_FAILURE;
   }
   cal->map = o->map;
-  gboolean ok = o->map != MAP_AUTO || choose_map (o, &sc, d, idx, n, bad, cal);
+  gboolean ok = TRUE;
+  if (o->lost_contrast > 0) {
+    cal->contrast_floor = ae_contrast_floor (d->x, idx, n, d->channels, d->height, d->width);
+    sc.contrast_floor = cal->contrast_floor;
+    sc.contrast_weight = (float) o->lost_contrast;
+    if (!(cal->contrast_floor > 0)) {
+      complain ("calibration: the calibration frames have no local contrast (flat frames): "
+                "--lost-contrast has nothing to compare with");
+      ok = FALSE;
+    }
+  }
+  ok = ok && (o->map != MAP_AUTO || choose_map (o, &sc, d, idx, n, bad, cal));
   sc.map = cal->map;
   /* --map auto fitted the scales already when it scored the mix. */
   if (ok && o->map == MAP_MIX && !fit_mix_scale (&sc, d, idx, n, cal->mix_scale)) {
@@ -1364,6 +1388,11 @@ put_anomaly_meta (meta_writer *w, const options *o, const calibration *cal)
   put_str (w, "anomaly.aggregate", o->aggregate ? o->aggregate : "mean");
   put_int (w, "anomaly.smooth_radius", o->smooth);
   put_int (w, "anomaly.border", o->border);
+  if (o->lost_contrast > 0) {
+    put_float (w, "anomaly.contrast_weight", o->lost_contrast);
+    put_float (w, "anomaly.contrast_floor", cal->contrast_floor);
+    put_int (w, "anomaly.contrast_window", 2 * AE_CONTRAST_RADIUS + 1);
+  }
   if (ae_score_kind_uses_gaussian (o->score))
     put_float (w, "anomaly.latent_shrinkage", o->shrinkage);
   if (o->score != AE_SCORE_RECON)
@@ -1449,6 +1478,10 @@ print_calibration (const options *o, const calibration *cal)
     printf ("anomaly map %s\n", choice);
     g_free (choice);
   }
+  if (o->lost_contrast > 0)
+    printf ("lost contrast: %g per halving of the local contrast below %.6g (%g %% of the "
+            "calibration frames' pixels lie below)\n", o->lost_contrast, cal->contrast_floor,
+            100 * AE_CONTRAST_FLOOR_FRACTION);
   if (cal->defect_count)
     printf ("anomaly threshold %.6g in force: best F1 %.4f between those frames and %zu defect "
             "frame%s (defect scores mean %.6g, min %.6g)\n", cal->threshold, cal->f1,
