@@ -100,10 +100,10 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
 /* The mixed map: on the inspection benchmark's textures it sees both soft
  * stains (as the squared error does) and worn-away texture (as SSIM does). */
 #define DEFAULT_LEARN_MAP GST_AE_ANOMALY_LEARN_MAP_MIX
-/* Lost contrast, as the inspection recipe (ae-train --lost-contrast 8):
+/* Lost contrast, as the inspection recipe (ae-train --lost-contrast 4):
  * brushed metal's texture worn flat is seen by no reconstruction map. */
-#define DEFAULT_LEARN_CONTRAST 8.0
-#define MAX_LOST_CONTRAST 100.0
+#define DEFAULT_LEARN_CONTRAST 4.0
+#define MAX_LEARN_CONTRAST 100.0
 #define LEARN_REPEAT 4
 #define LEARN_MIN_SAMPLES_PER_EPOCH 300 /* few frames: more crops of each */
 #define LEARN_BATCH 64
@@ -582,7 +582,7 @@ model_contrast (const ae_model *m, GstAeContrast *c)
   if (!ae_model_get_float (m, "anomaly.contrast_weight", &weight))
     return TRUE;
   ae_model_get_int (m, "anomaly.contrast_window", &window);
-  if (!(weight >= 0 && weight <= MAX_LOST_CONTRAST)
+  if (!(weight >= 0) || !isfinite (weight)
       || !ae_model_get_float (m, "anomaly.contrast_floor", &floor_sigma) || !(floor_sigma > 0)
       || !isfinite (floor_sigma) || window < 1 || window > MAX_CONTRAST_WINDOW || window % 2 == 0)
     return FALSE;
@@ -627,9 +627,9 @@ gst_ae_anomaly_check_model (GstElement *element, const ae_model *m, GError **err
   GstAeContrast contrast;
   if (!model_contrast (m, &contrast)) {
     g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
-                 "the model's anomaly.contrast_weight (0 to %g) needs a positive "
+                 "the model's anomaly.contrast_weight (finite, at least 0) needs a positive "
                  "anomaly.contrast_floor and an odd anomaly.contrast_window up to %d",
-                 MAX_LOST_CONTRAST, MAX_CONTRAST_WINDOW);
+                 MAX_CONTRAST_WINDOW);
     return FALSE;
   }
   if (g_strcmp0 (ae_model_get_str (m, "anomaly.score"), "mix-mse-ssim") == 0
@@ -785,11 +785,10 @@ score_map (const GstAeShape *s, const GstAeScoring *sc, const float *input, GstA
     *score = ae_map_score (b->map, b->smooth, (size_t) rw * rh, sc->top_fraction, b->scratch);
 }
 
-/* score_map of the error map between an input and its reconstruction.
- * Online learning calibrates with this same function. */
+/* The raw error map between an input and its reconstruction, in b->map_a. */
 static gboolean
-score_input (const GstAeShape *s, const GstAeScoring *sc, const float *input,
-             const float *recon, GstAeBuffers *b, gdouble *score)
+error_map (const GstAeShape *s, const GstAeScoring *sc, const float *input, const float *recon,
+           GstAeBuffers *b)
 {
   if (!recon)
     return FALSE;
@@ -797,7 +796,16 @@ score_input (const GstAeShape *s, const GstAeScoring *sc, const float *input,
                                                    sc->window, sc->mix_scale, b->map_a, b->scratch)
                                : ae_error_map (sc->loss, input, recon, s->channels, s->ah, s->aw,
                                                sc->window, b->map_a, b->scratch);
-  if (st != AE_OK)
+  return st == AE_OK;
+}
+
+/* score_map of the error map between an input and its reconstruction.
+ * Online learning calibrates with this same function. */
+static gboolean
+score_input (const GstAeShape *s, const GstAeScoring *sc, const float *input,
+             const float *recon, GstAeBuffers *b, gdouble *score)
+{
+  if (!error_map (s, sc, input, recon, b))
     return FALSE;
   score_map (s, sc, input, b, score);
   return TRUE;
@@ -931,7 +939,8 @@ typedef struct
   GstAeScoring scoring;
   GstAeAnomalyLearnMap map;
   float mix_scale[2]; /* GST_AE_ANOMALY_LEARN_MAP_MIX: fitted by learn_calibrate */
-  gdouble contrast_weight; /* learn-contrast; the floor is fitted by learn_calibrate */
+  gdouble contrast_weight; /* learn-contrast, in map means; learn_contrast fits the term */
+  gdouble contrast_map_mean; /* the unit it found */
   gchar *aggregate; /* its name, for the metadata */
   gint epochs;
   gint threads; /* training workers (ae_train_opts.threads) */
@@ -1019,6 +1028,31 @@ learn_mix_scale (GstAeTrainJob *job, ae_session *session, const gsize *val, gsiz
   return job->mix_scale[0] > 0.0f && job->mix_scale[1] > 0.0f;
 }
 
+/* The lost-contrast term, as ae-train --lost-contrast fits it: the floor
+ * of the n calibration frames' local contrast, and learn-contrast times the
+ * map's mean on them (the map in force, without the term). */
+static gboolean
+learn_contrast (GstAeTrainJob *job, ae_session *session, const gsize *val, gsize n, gsize nval,
+                GstAeBuffers *b)
+{
+  const GstAeShape *s = &job->shape;
+  gsize net = (gsize) s->aw * s->ah;
+  GstAeContrast *c = &job->scoring.contrast;
+  *c = (GstAeContrast) { ae_contrast_floor (job->x, nval ? val : NULL, n, 1, s->ah, s->aw), 0.0f,
+                         AE_CONTRAST_RADIUS };
+  double sum = 0;
+  for (gsize k = 0; k < n; k++) {
+    const float *x = job->x + (nval ? val[k] : k) * net;
+    if (!error_map (s, &job->scoring, x, ae_session_forward (session, x), b))
+      return FALSE;
+    for (gsize i = 0; i < net; i++)
+      sum += b->map_a[i];
+  }
+  job->contrast_map_mean = sum / ((double) n * (double) net);
+  c->weight = (float) (job->contrast_weight * job->contrast_map_mean);
+  return c->floor > 0 && c->weight > 0;
+}
+
 /* Percentile LEARN_PERCENTILE of the held-out frames' scores, as
  * ae-train --calibrate does; all frames when none were held out. */
 static gboolean
@@ -1035,12 +1069,8 @@ learn_calibrate (GstAeTrainJob *job, const ae_model *m, const gsize *val, gsize 
   float *scores = g_new (float, n), *sorted = g_new (float, n);
   gboolean ok = job->map != GST_AE_ANOMALY_LEARN_MAP_MIX
                 || learn_mix_scale (job, session, val, n, nval, &b);
-  if (ok && job->contrast_weight > 0) {
-    job->scoring.contrast = (GstAeContrast) {
-      ae_contrast_floor (job->x, nval ? val : NULL, n, 1, s->ah, s->aw),
-      (float) job->contrast_weight, AE_CONTRAST_RADIUS };
-    ok = job->scoring.contrast.floor > 0;
-  }
+  if (ok && job->contrast_weight > 0)
+    ok = learn_contrast (job, session, val, n, nval, &b);
   gdouble sum = 0, sq = 0, max = -G_MAXDOUBLE;
   for (gsize k = 0; k < n && ok; k++) {
     gdouble v = 0;
@@ -1127,6 +1157,7 @@ learn_write_metadata (ae_model *m, const GstAeTrainJob *job, const GstAeLearnRep
   if (job->scoring.contrast.weight > 0) {
     PUT (ae_model_set_float (m, "anomaly.contrast_weight", job->scoring.contrast.weight));
     PUT (ae_model_set_float (m, "anomaly.contrast_floor", job->scoring.contrast.floor));
+    PUT (ae_model_set_float (m, "anomaly.contrast_map_mean", job->contrast_map_mean));
     PUT (ae_model_set_int (m, "anomaly.contrast_window", 2 * job->scoring.contrast.radius + 1));
   }
   PUT (ae_model_set_float (m, "anomaly.threshold", r->threshold));
@@ -2269,9 +2300,10 @@ install_report_properties (GObjectClass *oc)
           GST_TYPE_AE_ANOMALY_LEARN_MAP, DEFAULT_LEARN_MAP, RW_FLAGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (oc, PROP_LEARN_CONTRAST,
       g_param_spec_double ("learn-contrast", "Learn contrast",
-          "Without a model: the learned map's lost-contrast weight, added per halving of the "
-          "local contrast below the held-out frames' floor (texture worn flat; 0: off)", 0.0,
-          MAX_LOST_CONTRAST, DEFAULT_LEARN_CONTRAST, RW_FLAGS | GST_PARAM_MUTABLE_READY));
+          "Without a model: the learned map's lost-contrast weight, in units of the map's mean "
+          "on the held-out frames, added per halving of the local contrast below their floor "
+          "(texture worn flat; 0: off)", 0.0, MAX_LEARN_CONTRAST, DEFAULT_LEARN_CONTRAST,
+          RW_FLAGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (oc, PROP_SAVE_MODEL,
       g_param_spec_string ("save-model", "Save model",
           "Write the model learned online to this file (with ae-train's metadata)",

@@ -237,7 +237,7 @@ open(sys.argv[2], "wb").write(bytes(bad))
     cp "$T/out" "$T/contrast$w.out"
   done
   check "ae-train --lost-contrast reports its floor" \
-    grep -q "^lost contrast: 4 per halving of the local contrast below" "$T/contrast4.out"
+    grep -q "^lost contrast: 4 x the map's mean [0-9.e-]* = [0-9.e-]* per halving" "$T/contrast4.out"
   check "a flat patch on noise: F1 1 with --lost-contrast, below without" \
     grep -q "best F1 1.0000" "$T/contrast4.out"
   check "(without: the squared error alone misses it)" \
@@ -246,7 +246,9 @@ open(sys.argv[2], "wb").write(bytes(bad))
   check "--lost-contrast stores its weight, floor and window" python3 -c '
 import json, sys
 m = json.load(open(sys.argv[1]))["metadata"]
-assert m["anomaly.contrast_weight"] == 4 and m["anomaly.contrast_window"] == 7
+unit = m["anomaly.contrast_map_mean"]  # the squared error of noise about its mean: ~1/12
+assert 0.05 < unit < 0.12 and abs(m["anomaly.contrast_weight"] - 4 * unit) < 1e-6 * unit, m
+assert m["anomaly.contrast_window"] == 7
 assert 0.2 < m["anomaly.contrast_floor"] < 0.3, m["anomaly.contrast_floor"]  # uniform noise: 0.29
 ' "$T/out"
   run "$AE_INFO" --json "$T/contrast0.aem"

@@ -1150,7 +1150,7 @@ test_learning (void)
 
   ae_error err;
   ae_model *m = ae_model_load (saved, &err);
-  double saved_threshold = 0, scale[2] = { 0, 0 }, weight = 0, floor_sigma = 0;
+  double saved_threshold = 0, scale[2] = { 0, 0 }, weight = 0, floor_sigma = 0, unit = 0;
   CHECK (m && g_strcmp0 (ae_model_get_str (m, "task"), "anomaly") == 0
          && ae_model_get_float (m, "anomaly.threshold", &saved_threshold)
          && saved_threshold == threshold,
@@ -1161,10 +1161,14 @@ test_learning (void)
          && ae_model_get_float (m, "anomaly.mix_scale_ssim", &scale[1]) && scale[1] > 0,
          "by default the learned model scores with the mixed map, its scales fitted (%g, %g)",
          scale[0], scale[1]);
-  CHECK (m && ae_model_get_float (m, "anomaly.contrast_weight", &weight) && weight == 8.0
-         && ae_model_get_float (m, "anomaly.contrast_floor", &floor_sigma) && floor_sigma > 0,
-         "by default the learned model has the lost-contrast term, weight 8 (%g), its floor "
-         "fitted (%g)", weight, floor_sigma);
+  /* The mix's two parts each average 1 on the frames their scales came
+   * from, so the map's mean there, the term's unit, is 2. */
+  CHECK (m && ae_model_get_float (m, "anomaly.contrast_weight", &weight)
+             && ae_model_get_float (m, "anomaly.contrast_map_mean", &unit)
+             && fabs (unit - 2.0) < 1e-3 && fabs (weight - 4.0 * unit) < 1e-5 * weight
+             && ae_model_get_float (m, "anomaly.contrast_floor", &floor_sigma) && floor_sigma > 0,
+         "by default the learned model has the lost-contrast term: 4 x the map's mean %g = %g, "
+         "its floor fitted (%g)", unit, weight, floor_sigma);
   ae_model_free (m);
   if (learned)
     gst_message_unref (learned);
@@ -1228,11 +1232,14 @@ test_learning_map (void)
            && !ae_model_get_float (m, "anomaly.mix_scale_mse", &scale),
            "learn-map=%s: the learned model's anomaly.score is %s, without mix scales",
            maps[k][0], maps[k][1]);
-    double weight = 0;
+    double weight = 0, unit = 0;
     gboolean has = m && ae_model_get_float (m, "anomaly.contrast_weight", &weight);
-    CHECK (contrast[k] ? has && weight == contrast[k] : !has,
-           "learn-contrast=%g: the learned model's contrast weight is %s", contrast[k],
-           has ? "stored" : "absent");
+    if (m)
+      ae_model_get_float (m, "anomaly.contrast_map_mean", &unit);
+    CHECK (contrast[k] ? has && unit > 0 && fabs (weight - contrast[k] * unit) < 1e-5 * weight
+                       : !has,
+           "learn-contrast=%g: the learned model's contrast weight is %s (%g, map mean %g)",
+           contrast[k], has ? "stored" : "absent", weight, unit);
     ae_model_free (m);
     if (learned)
       gst_message_unref (learned);

@@ -34,7 +34,7 @@
 #define SSIM_WINDOW 7
 #define MAX_SMOOTH 64
 #define MAX_BORDER 256
-#define MAX_LOST_CONTRAST 100 /* --lost-contrast: per halving; the maps count in units of 1 */
+#define MAX_LOST_CONTRAST 100 /* --lost-contrast: per halving, in map means */
 /* Covariance shrinkage of the latent Gaussian (--score mahalanobis|combined). */
 #define DEFAULT_SHRINKAGE 0.01
 
@@ -450,8 +450,9 @@ parse_options (options *o, int argc, char **argv)
       "Leave the map's outer B pixels out of the frame score and regions (fully convolutional "
       "models err more at the frame's edges on normal frames too), default 0", "B" },
     { "lost-contrast", 0, 0, G_OPTION_ARG_DOUBLE, &o->lost_contrast,
-      "Add W to the map per halving of the input's local contrast below the good frames' "
-      "floor (texture worn flat, which no reconstruction error sees), default 0 (off)", "W" },
+      "Add W times the map's mean on good frames to the map per halving of the input's local "
+      "contrast below the good frames' floor (texture worn flat, which no reconstruction "
+      "error sees), default 0 (off)", "W" },
     { "score", 0, 0, G_OPTION_ARG_STRING, &o->score_s,
       "Anomaly frame score: recon (the aggregated error map), mahalanobis (distance of the "
       "latent to a Gaussian fitted on the training frames' latents) or combined (sum of both, "
@@ -779,6 +780,8 @@ typedef struct {
   double map_threshold;         /* latent scores: the percentile of the map scores alone */
   float mix_scale[2];           /* mix: the two maps' means on the calibration frames */
   float contrast_floor;         /* --lost-contrast: ae_contrast_floor of the calibration frames */
+  double map_mean;              /* and the map's mean on them: its unit (fit_contrast_weight) */
+  float contrast_weight;        /* --lost-contrast times map_mean: what the map adds */
   map_kind map;                 /* the map in force (--map auto: the one chosen) */
   double auto_auroc[MAP_CANDIDATES], auto_f1[MAP_CANDIDATES]; /* --map auto: each candidate's */
 } calibration;
@@ -997,6 +1000,31 @@ fit_mix_scale (frame_scorer *sc, const ae_dataset *d, const size_t *idx, size_t 
   return st == AE_OK && scale[0] > 0.0f && scale[1] > 0.0f;
 }
 
+/* The lost-contrast term's weight: --lost-contrast times the mean of the
+ * map (without the term) over the frames idx[0..n) of d, so that it counts
+ * in units of the map's normal error whatever the map (the mix's mean is 2,
+ * a squared error's a few thousandths). FALSE when the map is 0 there. */
+static gboolean
+fit_contrast_weight (const options *o, frame_scorer *sc, const ae_dataset *d, const size_t *idx,
+                     size_t n, calibration *cal)
+{
+  size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
+  float *map = g_new (float, pixels), *scratch = g_new (float, 8 * pixels);
+  double sum = 0, kl;
+  ae_status st = AE_OK;
+  sc->contrast_weight = 0;
+  for (size_t k = 0; k < n && st == AE_OK; k++) {
+    st = frame_map (sc, d, d->x + idx[k] * per, map, scratch, &kl);
+    for (size_t i = 0; i < pixels; i++)
+      sum += map[i];
+  }
+  g_free (scratch);
+  g_free (map);
+  cal->map_mean = sum / ((double) n * (double) pixels);
+  sc->contrast_weight = (float) (o->lost_contrast * cal->map_mean);
+  return st == AE_OK && sc->contrast_weight > 0;
+}
+
 /* --map auto: scores the held-out frames idx[0..n) of d and the labelled
  * defect frames under each candidate map and keeps the one whose frame
  * AUROC between them is the highest (ties: the better F1, then the earlier,
@@ -1014,6 +1042,8 @@ choose_map (const options *o, frame_scorer *sc, const ae_dataset *d, const size_
     if (k == MAP_MIX && !fit_mix_scale (sc, d, idx, n, cal->mix_scale))
       continue;
     sc->mix_scale = cal->mix_scale;
+    if (o->lost_contrast > 0 && !fit_contrast_weight (o, sc, d, idx, n, cal))
+      continue;
     ok = score_frames (o, sc, d, idx, n, scores, NULL, NULL)
          && score_frames (o, sc, bad, NULL, bad->count, bad_scores, NULL, NULL);
     if (!ok)
@@ -1059,7 +1089,6 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
   if (o->lost_contrast > 0) {
     cal->contrast_floor = ae_contrast_floor (d->x, idx, n, d->channels, d->height, d->width);
     sc.contrast_floor = cal->contrast_floor;
-    sc.contrast_weight = (float) o->lost_contrast;
     if (!(cal->contrast_floor > 0)) {
       complain ("calibration: the calibration frames have no local contrast (flat frames): "
                 "--lost-contrast has nothing to compare with");
@@ -1079,6 +1108,14 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
     return EXIT_FAILURE;
   }
   sc.mix_scale = cal->mix_scale;
+  if (o->lost_contrast > 0 && !fit_contrast_weight (o, &sc, d, idx, n, cal)) {
+    complain ("calibration: the anomaly map is zero on every calibration frame: "
+              "--lost-contrast has no unit to count in");
+    scorer_close (&sc);
+    g_free (idx);
+    return EXIT_FAILURE;
+  }
+  cal->contrast_weight = sc.contrast_weight;
   float *scores = g_new (float, n), *sorted = g_new (float, n);
   float *bad_scores = g_new (float, bad->count + 1);
   double *recon = g_new (double, n);
@@ -1389,7 +1426,8 @@ put_anomaly_meta (meta_writer *w, const options *o, const calibration *cal)
   put_int (w, "anomaly.smooth_radius", o->smooth);
   put_int (w, "anomaly.border", o->border);
   if (o->lost_contrast > 0) {
-    put_float (w, "anomaly.contrast_weight", o->lost_contrast);
+    put_float (w, "anomaly.contrast_weight", cal->contrast_weight);
+    put_float (w, "anomaly.contrast_map_mean", cal->map_mean);
     put_float (w, "anomaly.contrast_floor", cal->contrast_floor);
     put_int (w, "anomaly.contrast_window", 2 * AE_CONTRAST_RADIUS + 1);
   }
@@ -1479,8 +1517,9 @@ print_calibration (const options *o, const calibration *cal)
     g_free (choice);
   }
   if (o->lost_contrast > 0)
-    printf ("lost contrast: %g per halving of the local contrast below %.6g (%g %% of the "
-            "calibration frames' pixels lie below)\n", o->lost_contrast, cal->contrast_floor,
+    printf ("lost contrast: %g x the map's mean %.6g = %.6g per halving of the local contrast "
+            "below %.6g (%g %% of the calibration frames' pixels lie below)\n", o->lost_contrast,
+            cal->map_mean, cal->contrast_weight, cal->contrast_floor,
             100 * AE_CONTRAST_FLOOR_FRACTION);
   if (cal->defect_count)
     printf ("anomaly threshold %.6g in force: best F1 %.4f between those frames and %zu defect "

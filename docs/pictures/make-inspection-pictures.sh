@@ -22,7 +22,7 @@ for s in "${list[@]}"; do
     --pipeline "filesrc location=$d/train.gray8 ! $raw" \
     --defect-pipeline "filesrc location=$d/defects.gray8 ! $raw" \
     --arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 25 --synthetic-defects 0.5 \
-    --aggregate max --smooth 4 --border 8 --map mix
+    --aggregate max --smooth 4 --border 8 --map mix --lost-contrast 4
   for out in overlay heatmap; do
     gst-launch-1.0 -q filesrc location="$d/test.gray8" ! $raw ! \
       aeanomaly model="$d/model.aem" output=$out ! filesink location="$d/$out.gray8"

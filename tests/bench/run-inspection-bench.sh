@@ -10,7 +10,8 @@
 #
 # Usage: tests/bench/run-inspection-bench.sh [BUILD_DIR] [SURFACES] [LOSS [OPTION...]]
 # LOSS (mse, l1 or ssim; default mse) is the training loss; the anomaly map is
-# the mixed one (--map mix), for ssim 1 - SSIM; OPTIONs are added to the recipe's ae-train options
+# the mixed one (--map mix), for ssim 1 - SSIM, with --lost-contrast 4; OPTIONs are added
+# to the recipe's ae-train options
 # (e.g. --synthetic-defects 0.5). A LOSS given explicitly runs only the
 # offline quality part: online learning and the speed figures do not use them.
 # Needs: python3-numpy, a build (meson setup build && ninja -C build).
@@ -29,13 +30,14 @@ py=/usr/bin/python3
 size=256
 online_passes=${AE_ONLINE_PASSES:-40} # 40 x 2.4 s of test footage while the element trains (~60 s)
 # The recipe docs/inspection.md recommends: the mixed map (aeanomaly's
-# learn-map default), or 1 - SSIM with the SSIM loss; OPTIONs come last, so
-# a --map among them wins.
+# learn-map default), or 1 - SSIM with the SSIM loss, plus the lost-contrast
+# term (learn-contrast's default); OPTIONs come last, so a --map or
+# --lost-contrast among them wins.
 map=mix
 [ "$loss" != ssim ] || map=ssim
 train_opts=(--arch fconv --latent 16 --crop 64x64 --repeat 4 --epochs 25
-            --synthetic-defects 0.5 --aggregate max --smooth 4 --border 8 --loss "$loss"
-            --map "$map" "${extra[@]}")
+            --synthetic-defects 0.5 --aggregate max --smooth 4 --border 8 --lost-contrast 4
+            --loss "$loss" --map "$map" "${extra[@]}")
 
 raw () { # FILE [WIDTH HEIGHT [FPS]]: a gst-launch source of raw GRAY8 frames
   echo "filesrc location=$1 ! rawvideoparse format=gray8 width=${2:-$size}" \
