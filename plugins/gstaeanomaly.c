@@ -572,14 +572,14 @@ model_mix_scale (const ae_model *m, float scale[2])
 
 /* The model's lost-contrast term (ae_map_add_lost_contrast): FALSE when
  * it has a weight but no positive floor or a bad window. Without a weight,
- * TRUE with weight 0 (no term). */
+ * or with 0, TRUE with weight 0 (no term). */
 static gboolean
 model_contrast (const ae_model *m, GstAeContrast *c)
 {
   double weight = 0, floor_sigma = 0;
   int64_t window = 2 * AE_CONTRAST_RADIUS + 1;
   *c = (GstAeContrast) { 0 };
-  if (!ae_model_get_float (m, "anomaly.contrast_weight", &weight))
+  if (!ae_model_get_float (m, "anomaly.contrast_weight", &weight) || weight == 0)
     return TRUE;
   ae_model_get_int (m, "anomaly.contrast_window", &window);
   if (!(weight >= 0) || !isfinite (weight)

@@ -1090,8 +1090,8 @@ calibrate (const options *o, const ae_model *model, const ae_dataset *d, const a
     cal->contrast_floor = ae_contrast_floor (d->x, idx, n, d->channels, d->height, d->width);
     sc.contrast_floor = cal->contrast_floor;
     if (!(cal->contrast_floor > 0)) {
-      complain ("calibration: the calibration frames have no local contrast (flat frames): "
-                "--lost-contrast has nothing to compare with");
+      complain ("calibration: no pixel to fit --lost-contrast's floor on (frames smaller "
+                "than its %dx%d box)", 2 * AE_CONTRAST_RADIUS + 1, 2 * AE_CONTRAST_RADIUS + 1);
       ok = FALSE;
     }
   }
