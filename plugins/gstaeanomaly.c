@@ -100,6 +100,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_ae_anomaly_debug);
 /* The mixed map: on the inspection benchmark's textures it sees both soft
  * stains (as the squared error does) and worn-away texture (as SSIM does). */
 #define DEFAULT_LEARN_MAP GST_AE_ANOMALY_LEARN_MAP_MIX
+#define DEFAULT_LEARN_LOSS GST_AE_ANOMALY_LEARN_LOSS_MSE
 /* Lost contrast, as the inspection recipe (ae-train --lost-contrast 4):
  * brushed metal's texture worn flat is seen by no reconstruction map. */
 #define DEFAULT_LEARN_CONTRAST 4.0
@@ -139,6 +140,7 @@ enum
   PROP_LEARN_FRAMES,
   PROP_LEARN_EPOCHS,
   PROP_LEARN_MAP,
+  PROP_LEARN_LOSS,
   PROP_LEARN_CONTRAST,
   PROP_SAVE_MODEL,
   PROP_AGGREGATE,
@@ -234,6 +236,7 @@ struct _GstAeAnomaly
   guint interval, min_region_area, event_frames, event_gap;
   gint learn_frames, learn_epochs;
   GstAeAnomalyLearnMap learn_map;
+  GstAeAnomalyLearnLoss learn_loss;
   gdouble learn_contrast;
   GstAeAnomalyOutput output;
   gboolean post_messages;
@@ -318,6 +321,20 @@ gst_ae_anomaly_learn_map_get_type (void)
   };
   if (g_once_init_enter (&id))
     g_once_init_leave (&id, g_enum_register_static ("GstAeAnomalyLearnMap", values));
+  return (GType) id;
+}
+
+GType
+gst_ae_anomaly_learn_loss_get_type (void)
+{
+  static gsize id = 0;
+  static const GEnumValue values[] = {
+    { GST_AE_ANOMALY_LEARN_LOSS_MSE, "Mean squared error", "mse" },
+    { GST_AE_ANOMALY_LEARN_LOSS_SSIM, "1 - SSIM (regular patterns)", "ssim" },
+    { 0, NULL, NULL },
+  };
+  if (g_once_init_enter (&id))
+    g_once_init_leave (&id, g_enum_register_static ("GstAeAnomalyLearnLoss", values));
   return (GType) id;
 }
 
@@ -938,6 +955,7 @@ typedef struct
   GstAeShape shape;
   GstAeScoring scoring;
   GstAeAnomalyLearnMap map;
+  ae_loss loss; /* training */
   float mix_scale[2]; /* GST_AE_ANOMALY_LEARN_MAP_MIX: fitted by learn_calibrate */
   gdouble contrast_weight; /* learn-contrast, in map means; learn_contrast fits the term */
   gdouble contrast_map_mean; /* the unit it found */
@@ -990,6 +1008,7 @@ learn_train (GstAeTrainJob *job, gsize nval, GstAeLearnReport *rep, ae_error *er
   o.val_split = LEARN_VAL_SPLIT;
   o.seed = LEARN_SEED;
   o.synthetic_defects = LEARN_SYNTHETIC_DEFECTS;
+  o.loss = job->loss;
   if (rep->crop_w != s->aw || rep->crop_h != s->ah) {
     o.crop_width = rep->crop_w;
     o.crop_height = rep->crop_h;
@@ -1128,7 +1147,7 @@ learn_write_metadata (ae_model *m, const GstAeTrainJob *job, const GstAeLearnRep
   PUT (ae_model_set_str (m, "train.arch", "fconv"));
   PUT (ae_model_set_int (m, "train.epochs", r->train.epochs_run));
   PUT (ae_model_set_int (m, "train.best_epoch", r->train.best_epoch));
-  PUT (ae_model_set_str (m, "train.loss", "mse"));
+  PUT (ae_model_set_str (m, "train.loss", ae_loss_name (job->loss)));
   PUT (ae_model_set_int (m, "train.seed", LEARN_SEED));
   PUT (ae_model_set_float (m, "train.lr", LEARN_LR));
   PUT (ae_model_set_int (m, "train.batch", LEARN_BATCH));
@@ -1272,6 +1291,7 @@ learn_start_training (GstAeAnomaly *self)
   /* The properties, when set, decide how the learned model scores. */
   job->aggregate = g_strdup (self->aggregate ? self->aggregate : LEARN_AGGREGATE);
   job->map = self->learn_map;
+  job->loss = self->learn_loss == GST_AE_ANOMALY_LEARN_LOSS_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
   job->contrast_weight = self->learn_contrast;
   job->scoring.loss = job->map == GST_AE_ANOMALY_LEARN_MAP_SSIM ? AE_LOSS_SSIM : AE_LOSS_MSE;
   job->scoring.window = DEFAULT_SSIM_WINDOW;
@@ -2066,6 +2086,9 @@ gst_ae_anomaly_set_property (GObject *object, guint prop_id, const GValue *value
   case PROP_LEARN_MAP:
     self->learn_map = (GstAeAnomalyLearnMap) g_value_get_enum (value);
     break;
+  case PROP_LEARN_LOSS:
+    self->learn_loss = (GstAeAnomalyLearnLoss) g_value_get_enum (value);
+    break;
   case PROP_LEARN_CONTRAST:
     self->learn_contrast = g_value_get_double (value);
     break;
@@ -2144,6 +2167,9 @@ gst_ae_anomaly_get_property (GObject *object, guint prop_id, GValue *value, GPar
     break;
   case PROP_LEARN_MAP:
     g_value_set_enum (value, self->learn_map);
+    break;
+  case PROP_LEARN_LOSS:
+    g_value_set_enum (value, self->learn_loss);
     break;
   case PROP_LEARN_CONTRAST:
     g_value_set_double (value, self->learn_contrast);
@@ -2298,6 +2324,11 @@ install_report_properties (GObjectClass *oc)
           "Without a model: the learned model's anomaly map (mse: squared error; ssim: "
           "1 - SSIM; mix: both, each over its mean on the held-out frames)",
           GST_TYPE_AE_ANOMALY_LEARN_MAP, DEFAULT_LEARN_MAP, RW_FLAGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (oc, PROP_LEARN_LOSS,
+      g_param_spec_enum ("learn-loss", "Learn loss",
+          "Without a model: the learned model's training loss (mse; ssim: for regular "
+          "patterns such as circuit boards, with learn-map=ssim)",
+          GST_TYPE_AE_ANOMALY_LEARN_LOSS, DEFAULT_LEARN_LOSS, RW_FLAGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (oc, PROP_LEARN_CONTRAST,
       g_param_spec_double ("learn-contrast", "Learn contrast",
           "Without a model: the learned map's lost-contrast weight, in units of the map's mean "
@@ -2343,6 +2374,7 @@ gst_ae_anomaly_class_init (GstAeAnomalyClass *klass)
 
   gst_type_mark_as_plugin_api (GST_TYPE_AE_ANOMALY_OUTPUT, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_AE_ANOMALY_LEARN_MAP, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_AE_ANOMALY_LEARN_LOSS, 0);
 }
 
 static void
@@ -2360,6 +2392,7 @@ gst_ae_anomaly_init (GstAeAnomaly *self)
   self->learn_frames = DEFAULT_LEARN_FRAMES;
   self->learn_epochs = DEFAULT_LEARN_EPOCHS;
   self->learn_map = DEFAULT_LEARN_MAP;
+  self->learn_loss = DEFAULT_LEARN_LOSS;
   self->learn_contrast = DEFAULT_LEARN_CONTRAST;
   self->smooth_radius = DEFAULT_SMOOTH_RADIUS;
   self->border = DEFAULT_BORDER;

@@ -32,6 +32,15 @@ typedef enum {
 #define GST_TYPE_AE_ANOMALY_LEARN_MAP (gst_ae_anomaly_learn_map_get_type ())
 GType gst_ae_anomaly_learn_map_get_type (void);
 
+/* The training loss of a model learned online (ae-train --loss). */
+typedef enum {
+  GST_AE_ANOMALY_LEARN_LOSS_MSE,
+  GST_AE_ANOMALY_LEARN_LOSS_SSIM,
+} GstAeAnomalyLearnLoss;
+
+#define GST_TYPE_AE_ANOMALY_LEARN_LOSS (gst_ae_anomaly_learn_loss_get_type ())
+GType gst_ae_anomaly_learn_loss_get_type (void);
+
 #define GST_TYPE_AE_ANOMALY (gst_ae_anomaly_get_type ())
 G_DECLARE_FINAL_TYPE (GstAeAnomaly, gst_ae_anomaly, GST, AE_ANOMALY, GstVideoFilter)
 

@@ -1196,12 +1196,14 @@ enum_nick (GstElement *e, const gchar *name)
 /* learn-map chooses the learned model's map (the default, mix, is checked
  * by test_learning): mse stores the plain squared error without mix
  * scales, ssim 1 - SSIM; the property reads back. learn-contrast=0 (with
- * mse) leaves the lost-contrast term out, 3 (with ssim) stores it. */
+ * mse) leaves the lost-contrast term out, 3 (with ssim) stores it.
+ * learn-loss (mse by default) trains with its loss: ssim with the ssim map. */
 static void
 test_learning_map (void)
 {
   static const char *const maps[][2] = { { "mse", "mean-mse" }, { "ssim", "mean-ssim" } };
   static const double contrast[] = { 0.0, 3.0 };
+  static const char *const losses[] = { "mse", "ssim" };
   for (guint k = 0; k < G_N_ELEMENTS (maps); k++) {
     GstBus *bus;
     gchar *saved = g_build_filename (workdir, "learned-map.aem", NULL);
@@ -1213,6 +1215,11 @@ test_learning_map (void)
     gst_util_set_object_arg (G_OBJECT (h->element), "learn-map", maps[k][0]);
     CHECK (g_strcmp0 (enum_nick (h->element, "learn-map"), maps[k][0]) == 0,
            "learn-map=%s reads back", maps[k][0]);
+    CHECK (g_strcmp0 (enum_nick (h->element, "learn-loss"), "mse") == 0, "learn-loss is mse by "
+           "default");
+    gst_util_set_object_arg (G_OBJECT (h->element), "learn-loss", losses[k]);
+    CHECK (g_strcmp0 (enum_nick (h->element, "learn-loss"), losses[k]) == 0,
+           "learn-loss=%s reads back", losses[k]);
     g_object_set (h->element, "learn-contrast", contrast[k], NULL);
     gdouble got = -1;
     g_object_get (h->element, "learn-contrast", &got, NULL);
@@ -1240,6 +1247,9 @@ test_learning_map (void)
                        : !has,
            "learn-contrast=%g: the learned model's contrast weight is %s (%g, map mean %g)",
            contrast[k], has ? "stored" : "absent", weight, unit);
+    CHECK (m && g_strcmp0 (ae_model_get_str (m, "train.loss"), losses[k]) == 0,
+           "learn-loss=%s: the learned model was trained with %s", losses[k],
+           m ? ae_model_get_str (m, "train.loss") : "(no model)");
     ae_model_free (m);
     if (learned)
       gst_message_unref (learned);

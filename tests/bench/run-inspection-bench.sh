@@ -12,8 +12,9 @@
 # LOSS (mse, l1 or ssim; default mse) is the training loss; the anomaly map is
 # the mixed one (--map mix), for ssim 1 - SSIM, with --lost-contrast 4; OPTIONs are added
 # to the recipe's ae-train options
-# (e.g. --synthetic-defects 0.5). A LOSS given explicitly runs only the
-# offline quality part: online learning and the speed figures do not use them.
+# (e.g. --synthetic-defects 0.5). A LOSS given explicitly skips the speed
+# figures; online learning runs with learn-loss=LOSS and the same map unless
+# the loss is l1 or OPTIONs are given (they have no element property).
 # Needs: python3-numpy, a build (meson setup build && ninja -C build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -76,7 +77,9 @@ print(sys.argv[1] + ": map=" + m["anomaly.score"], m.get("anomaly.map_choice", "
   pct=$("$build/tools/ae-info" --json "$work/$s.aem" | "$py" -c \
         'import json,sys; print(json.load(sys.stdin)["metadata"]["anomaly.percentile_threshold"])')
   inspect "$dir" "$s-percentile" model="$work/$s.aem" threshold="$pct"
-  [ -z "${3:-}" ] || continue
+  # Online learning has the recipe's options as properties (learn-loss,
+  # learn-map, learn-contrast); not L1 or extra OPTIONs.
+  [ "$loss" != l1 ] && [ ${#extra[@]} -eq 0 ] || continue
   # Online: one stream of the 400 training frames, then the test footage over
   # and over at 100 frames/s while the element trains in the background; the
   # last pass is scored (the learned model has long arrived by then).
@@ -84,7 +87,8 @@ print(sys.argv[1] + ": map=" + m["anomaly.score"], m.get("anomaly.map_choice", "
   for _ in $(seq "$online_passes"); do cat "$dir/test.gray8" >>"$work/online.gray8"; done
   # shellcheck disable=SC2046
   gst-launch-1.0 -q $(raw "$work/online.gray8" "$size" "$size" 100) ! clocksync ! \
-    aeanomaly learn-frames=400 events-location="$work/$s-online.jsonl" \
+    aeanomaly learn-frames=400 learn-loss="$loss" learn-map="$map" \
+    events-location="$work/$s-online.jsonl" \
     map-location="$work/$s-online.f32" ! fakesink
   "$py" tests/bench/inspection_metrics.py "$dir" "$work/$s-online.jsonl" "$work/$s-online.f32" \
     "$s-online"
