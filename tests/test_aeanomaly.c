@@ -764,6 +764,32 @@ test_border (void)
 static void expect_start_error (const gchar *what, const gchar *prop, const gchar *value,
                                 const gchar *text);
 
+/* The element's score of one GRAY8 frame with the model at `path`: the
+ * peak of its map (aggregate max, no smoothing; threshold 1). */
+static double
+element_peak_score (const gchar *path, const guint8 *img)
+{
+  GstBus *bus;
+  gchar *caps = caps_string ("GRAY8", W, H);
+  GstHarness *h = harness_new (&bus, caps, "model", path, "aggregate", "max", "smooth-radius", 0,
+                               "threshold", 1.0, NULL);
+  GstBuffer *out = push_frame (h, "GRAY8", W, H, 0, img);
+  double score = score_of (out);
+  gst_buffer_unref (out);
+  harness_free (h, bus);
+  g_free (caps);
+  return score;
+}
+
+/* libae's peak of an unsmoothed W x H map: what element_peak_score reads. */
+static double
+map_peak (const float *map)
+{
+  float smooth[W * H], scratch[W * H];
+  ae_map_smooth (map, smooth, W, H, 0, scratch);
+  return ae_map_score (map, smooth, W * H, 0.0f, scratch);
+}
+
 /* A mix-mse-ssim model: the score is the peak of libae's mixed map
  * (ae_error_map_mix with the model's scales); without its scales the
  * model is refused at start. */
@@ -780,29 +806,20 @@ test_map_mix (void)
   gchar *bad = save_anomaly_model (m, "mix-noscale.aem", "mix-mse-ssim", 1.0);
   GRand *rng = g_rand_new_with_seed (14);
   guint8 img[W * H];
-  float x[W * H], map[W * H], smooth[W * H], scratch[8 * W * H];
+  float x[W * H], map[W * H], scratch[8 * W * H];
   ae_session *s = ae_session_new (m, 1, H, W, NULL);
   texture (img, W, H, rng);
   add_defect (img, W, 14, 6);
   to_float (img, x, W * H);
   ae_status st = ae_error_map_mix (x, ae_session_forward (s, x), 1, H, W, 7, scale, map, scratch);
-  ae_map_smooth (map, smooth, W, H, 0, scratch);
-  double want = ae_map_score (map, smooth, W * H, 0.0f, scratch);
-  GstBus *bus;
-  gchar *caps = caps_string ("GRAY8", W, H);
-  GstHarness *h = harness_new (&bus, caps, "model", path, "aggregate", "max", "smooth-radius", 0,
-                               "threshold", 1.0, NULL);
-  GstBuffer *out = push_frame (h, "GRAY8", W, H, 0, img);
+  double want = map_peak (map), got = element_peak_score (path, img);
   /* Stripes on worker threads round differently from one whole frame. */
-  CHECK (st == AE_OK && fabs (score_of (out) - want) < 1e-5 * MAX (want, 1e-3),
-         "mix-mse-ssim: the score is the mixed map's peak (%g vs %g)", score_of (out), want);
-  gst_buffer_unref (out);
-  harness_free (h, bus);
+  CHECK (st == AE_OK && fabs (got - want) < 1e-5 * MAX (want, 1e-3),
+         "mix-mse-ssim: the score is the mixed map's peak (%g vs %g)", got, want);
   expect_start_error ("mix-mse-ssim model without its scales", "model", bad, "mix_scale");
   ae_session_free (s);
   ae_model_free (m);
   g_rand_free (rng);
-  g_free (caps);
   g_free (bad);
   g_free (path);
 }
@@ -824,37 +841,27 @@ test_lost_contrast (void)
   gchar *bad = save_anomaly_model (m, "contrast-nofloor.aem", "mean-mse", 1.0);
   GRand *rng = g_rand_new_with_seed (15);
   guint8 img[W * H];
-  float x[W * H], map[W * H], smooth[W * H], scratch[8 * W * H];
+  float x[W * H], map[W * H], scratch[8 * W * H];
   texture (img, W, H, rng);
   for (gint y = 10; y < 22; y++) /* the sine texture's mean, 0.5 */
     memset (img + y * W + 10, 128, 12);
   to_float (img, x, W * H);
   ae_session *s = ae_session_new (m, 1, H, W, NULL);
   ae_status st = ae_error_map (AE_LOSS_MSE, x, ae_session_forward (s, x), 1, H, W, 7, map, scratch);
-  ae_map_smooth (map, smooth, W, H, 0, scratch);
-  double plain = ae_map_score (map, smooth, W * H, 0.0f, scratch);
+  double plain = map_peak (map);
   if (st == AE_OK)
     st = ae_map_add_lost_contrast (x, 1, H, W, 3, floor_sigma, weight, map, scratch);
-  ae_map_smooth (map, smooth, W, H, 0, scratch);
-  double want = ae_map_score (map, smooth, W * H, 0.0f, scratch);
-  GstBus *bus;
-  gchar *caps = caps_string ("GRAY8", W, H);
-  GstHarness *h = harness_new (&bus, caps, "model", path, "aggregate", "max", "smooth-radius", 0,
-                               "threshold", 1.0, NULL);
-  GstBuffer *out = push_frame (h, "GRAY8", W, H, 0, img);
-  CHECK (st == AE_OK && fabs (score_of (out) - want) < 1e-5 * MAX (want, 1e-3),
+  double want = map_peak (map), got = element_peak_score (path, img);
+  CHECK (st == AE_OK && fabs (got - want) < 1e-5 * MAX (want, 1e-3),
          "lost contrast: the score is the map plus the lost-contrast term's peak (%g vs %g)",
-         score_of (out), want);
-  /* Flat: sigma near 0, so the term is capped at 8 halvings. */
+         got, want);
+  /* Flat: sigma near 0, so the term is capped (AE_CONTRAST_MAX_HALVINGS). */
   CHECK (want > plain + weight * 4, "lost contrast: the flat patch lifts the peak from %g to %g",
          plain, want);
-  gst_buffer_unref (out);
-  harness_free (h, bus);
   expect_start_error ("lost-contrast model without its floor", "model", bad, "contrast_floor");
   ae_session_free (s);
   ae_model_free (m);
   g_rand_free (rng);
-  g_free (caps);
   g_free (bad);
   g_free (path);
 }
