@@ -391,6 +391,12 @@ typedef struct ae_train_opts {
                             * one synthetic defect (bump, flat patch or line;
                             * lib/defects.c) while its target stays clean, 0 */
   int augment_flip;     /* random horizontal flips */
+  int rotate_inputs;    /* turn each training input by a random multiple of
+                         * 90 degrees (none included) while its target stays
+                         * upright: the network learns to restore the normal
+                         * frames' orientation, which makes it specific to
+                         * them (Huang et al.'s inverse-transform
+                         * autoencoder). Needs square frames or crops, 0 */
   int crop_width, crop_height; /* > 0: train on random crops of this size
                                 * (validation: the centre crop) */
   int repeat;           /* passes over the training set per epoch, 1; with

@@ -119,7 +119,7 @@ check_inputs (const ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae
       || o->val_split >= 1.0f || o->noise_min < 0.0f || o->noise_max < o->noise_min
       || !(o->synthetic_defects >= 0.0f && o->synthetic_defects <= 1.0f)
       || o->weight_decay < 0.0f || o->clip_norm < 0.0f || o->patience < 0 || o->repeat < 1
-      || o->threads < 0 || o->threads > 256)
+      || o->threads < 0 || o->threads > 256 || o->rotate_inputs < 0 || o->rotate_inputs > 1)
     return ae_fail (err, AE_E_ARG, "training options out of range");
   if (o->loss == AE_LOSS_SSIM && o->ssim_window < 1)
     return ae_fail (err, AE_E_ARG, "SSIM window must be at least 1");
@@ -127,6 +127,10 @@ check_inputs (const ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae
       || o->crop_height > d->height || (!o->crop_width != !o->crop_height))
     return ae_fail (err, AE_E_ARG, "crop %dx%d does not fit %dx%d frames", o->crop_width,
                     o->crop_height, d->width, d->height);
+  int h = o->crop_height ? o->crop_height : d->height, w = o->crop_width ? o->crop_width : d->width;
+  if (o->rotate_inputs && h != w)
+    return ae_fail (err, AE_E_ARG, "rotated inputs need square samples, not %dx%d (crop to a "
+                    "square)", w, h);
   return AE_OK;
 }
 
@@ -190,6 +194,27 @@ copy_window (const float *src, int stride, int x0, int y0, float *dst, int h, in
   }
 }
 
+/* Copies the n x n window at (x0, y0) turned by `turns` quarter turns
+ * anticlockwise, after the flip (so input and target share the flip). */
+static void
+copy_window_turned (const float *src, int stride, int x0, int y0, float *dst, int n, int flip,
+                    int turns)
+{
+  for (int y = 0; y < n; y++)
+    for (int x = 0; x < n; x++) {
+      int u = y, v = x; /* the window position that lands at (y, x) */
+      switch (turns) {
+      case 1: u = x; v = n - 1 - y; break;
+      case 2: u = n - 1 - y; v = n - 1 - x; break;
+      case 3: u = n - 1 - x; v = y; break;
+      default: break;
+      }
+      if (flip)
+        v = n - 1 - v;
+      dst[(size_t) y * n + x] = src[(size_t) (y0 + u) * stride + x0 + v];
+    }
+}
+
 static void
 add_noise (float *v, size_t n, float sigma, ae_rng *rng)
 {
@@ -203,7 +228,7 @@ add_noise (float *v, size_t n, float sigma, ae_rng *rng)
 
 /* Gathers samples idx[0..n) into CNHW input and target buffers: a random
  * crop (training) or the centre crop (validation), maybe flipped, maybe a
- * synthetic defect (training), with Gaussian noise of a random sigma; the
+ * turned input and a synthetic defect (training), with Gaussian noise of a random sigma; the
  * defect and the noise on the input only, the sigma in noise[i] (what
  * noise layers are told). */
 static void
@@ -225,9 +250,13 @@ fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, f
     int flip = augment && t->o->augment_flip && ae_rng_uniform (rng) < 0.5;
     float sigma = t->o->noise_min + (float) ae_rng_uniform (rng) * (t->o->noise_max - t->o->noise_min);
     noise[i] = sigma;
+    int turns = augment && t->o->rotate_inputs ? (int) ae_rng_below (rng, 4) : 0;
     for (int ch = 0; ch < c; ch++) {
-      copy_window (x + ch * src_plane, d->width, x0, y0, input + ((size_t) ch * n + i) * plane,
-                   h, w, flip);
+      float *in = input + ((size_t) ch * n + i) * plane;
+      if (turns)
+        copy_window_turned (x + ch * src_plane, d->width, x0, y0, in, h, flip, turns);
+      else
+        copy_window (x + ch * src_plane, d->width, x0, y0, in, h, w, flip);
       copy_window (y + ch * src_plane, d->width, x0, y0, target + ((size_t) ch * n + i) * plane,
                    h, w, flip);
     }

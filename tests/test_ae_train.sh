@@ -358,6 +358,12 @@ assert abs(m["anomaly.val_score_mean"]) < 1e-4 and m["anomaly.map_threshold"] > 
 ' "$T/out"
 fi
 
+run "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --latent 8 --rotate-inputs --quiet \
+  --output "$T/rotated.aem" --pipeline "$PIPELINE"
+check "--rotate-inputs trains (exit $rc)" [ "$rc" -eq 0 ]
+run "$AE_INFO" "$T/rotated.aem"
+check "--rotate-inputs is in the model's provenance" grep -Eq '^ *train.rotate_inputs +1$' "$T/out"
+
 # ---- Failures ---------------------------------------------------------------------
 OUT=$T/never.aem
 expect_failure "nonexistent --input" nonzero "$OUT" \
@@ -416,6 +422,16 @@ expect_failure "--pixel-norm with --crop" 2 "$OUT" \
   --pipeline "$PIPELINE"
 expect_failure "--pixel-norm with --task denoise" 2 "$OUT" \
   "$AE_TRAIN" --task denoise --pixel-norm --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--rotate-inputs with a non-square --crop" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch fconv --crop 16x8 --rotate-inputs --output "$OUT" \
+  --pipeline "$PIPELINE"
+expect_failure "--rotate-inputs with a non-square --size" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --size 32x16 --rotate-inputs --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--rotate-inputs on non-square frames" nonzero "$OUT" \
+  "$AE_TRAIN" --task anomaly --epochs 1 --rotate-inputs --output "$OUT" \
+  --pipeline "filesrc location=$RAW ! rawvideoparse format=gray8 width=28 height=12 framerate=30/1"
+expect_failure "--rotate-inputs with --arch pca" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch pca --rotate-inputs --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "unreadable --defect-input" 1 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --defect-input "$T/nope.png"
 expect_failure "--lr-schedule steep" 2 "$OUT" \

@@ -1,6 +1,7 @@
 /* Training behaviour: a small AE overfits a small set, PCA is the best
  * linear reconstruction, equal seeds give equal models, early stopping
- * keeps the best epoch, denoising training removes noise. */
+ * keeps the best epoch, denoising training removes noise, training on turned inputs
+ * restores the upright frame. */
 #include "nn.h"
 #include "check.h"
 
@@ -639,6 +640,31 @@ make_stripes (size_t count, int h, int w, uint64_t seed)
   return x;
 }
 
+/* The options of the input-corruption tests (synthetic defects, turns),
+ * which train the same model with the corruption and without. */
+static ae_train_opts
+corruption_opts (int epochs)
+{
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.epochs = epochs;
+  o.batch = 16;
+  o.lr = 3e-3f;
+  o.val_split = 0.0f;
+  return o;
+}
+
+static ae_model *
+train_checked (const char *spec, const ae_dataset *d, const ae_train_opts *o, const char *what,
+               int with)
+{
+  ae_model *m = ae_model_new (spec, 1, d->height, d->width, 1, NULL);
+  ae_error e;
+  CHECK (ae_train (m, d, o, NULL, &e) == AE_OK, "%s: trains (%s)", what,
+         with ? "with" : "without");
+  return m;
+}
+
 /* Trained with synthetic defects on the input and clean targets, a model
  * repairs defects that a model trained on the frames alone copies. */
 static void
@@ -650,18 +676,10 @@ test_synthetic_defect_training (void)
   ae_dataset d = { x, NULL, n, 1, h, w };
   double err[2];
   for (int with = 0; with < 2; with++) {
-    ae_model *m = ae_model_new ("conv:16:3:1:1:lrelu,conv:16:3:2:1:lrelu,conv:16:3:1:1:lrelu,"
-                                "deconv:1:4:2:1:sigmoid", 1, h, w, 1, NULL);
-    ae_train_opts o;
-    ae_train_opts_init (&o);
-    o.epochs = 60;
-    o.batch = 16;
-    o.lr = 3e-3f;
-    o.val_split = 0.0f;
+    ae_train_opts o = corruption_opts (60);
     o.synthetic_defects = with ? 1.0f : 0.0f;
-    ae_error e;
-    CHECK (ae_train (m, &d, &o, NULL, &e) == AE_OK, "synthetic defects: trains (%s)",
-           with ? "with" : "without");
+    ae_model *m = train_checked ("conv:16:3:1:1:lrelu,conv:16:3:2:1:lrelu,conv:16:3:1:1:lrelu,"
+                                 "deconv:1:4:2:1:sigmoid", &d, &o, "synthetic defects", with);
     err[with] = damaged_error (m, test, 32, h, w, add_defect, NULL);
     ae_model_free (m);
   }
@@ -675,6 +693,81 @@ test_synthetic_defect_training (void)
   ae_error e;
   o.synthetic_defects = 1.5f;
   CHECK (ae_train (m, &d, &o, NULL, &e) == AE_E_ARG, "synthetic defects 1.5 rejected: %s",
+         e.message);
+  ae_model_free (m);
+  free (x);
+  free (test);
+}
+
+/* Blobs in the top-left quadrant only: every quarter turn moves them to
+ * another quadrant, so an upright frame can be told from a turned one. */
+static float *
+make_corner_blobs (size_t count, int side, uint64_t seed)
+{
+  ae_rng rng;
+  ae_rng_seed (&rng, seed);
+  float *x = malloc (count * (size_t) side * side * sizeof *x);
+  for (size_t i = 0; i < count; i++) {
+    double cx = 0.5 + ae_rng_uniform (&rng) * (side / 2 - 1.0);
+    double cy = 0.5 + ae_rng_uniform (&rng) * (side / 2 - 1.0);
+    for (int y = 0; y < side; y++)
+      for (int xx = 0; xx < side; xx++) {
+        double d2 = (xx - cx) * (xx - cx) + (y - cy) * (y - cy);
+        x[(i * side + y) * side + xx] = (float) (0.05 + 0.8 * exp (-d2 / 2.0));
+      }
+  }
+  return x;
+}
+
+/* Mean squared error between the model's output for each frame turned a
+ * quarter and the upright frame. */
+static double
+error_to_upright (const ae_model *m, const float *x, size_t count, int side)
+{
+  size_t plane = (size_t) side * side;
+  float *turned = malloc (count * plane * sizeof *turned);
+  for (size_t i = 0; i < count; i++)
+    for (int y = 0; y < side; y++)
+      for (int xx = 0; xx < side; xx++)
+        turned[i * plane + (size_t) y * side + xx] = x[i * plane + (size_t) xx * side + side - 1 - y];
+  ae_session *s = ae_session_new (m, (int) count, side, side, NULL);
+  const float *out = ae_session_forward (s, turned);
+  double e = 0.0;
+  for (size_t i = 0; i < count * plane; i++)
+    e += (double) (out[i] - x[i]) * (out[i] - x[i]);
+  ae_session_free (s);
+  free (turned);
+  return e / (double) (count * plane);
+}
+
+/* Trained on turned inputs with upright targets, a model turns a frame
+ * back upright; trained on the frames alone it copies the turned frame. */
+static void
+test_rotated_inputs (void)
+{
+  const int side = 8;
+  size_t n = 128;
+  float *x = make_corner_blobs (n, side, 41), *test = make_corner_blobs (32, side, 42);
+  ae_dataset d = { x, NULL, n, 1, side, side };
+  double err[2];
+  for (int with = 0; with < 2; with++) {
+    ae_train_opts o = corruption_opts (150);
+    o.rotate_inputs = with;
+    ae_model *m = train_checked ("dense:32:relu,dense:8,dense:32:relu,dense:64:sigmoid:1x8x8", &d,
+                                 &o, "rotated inputs", with);
+    err[with] = error_to_upright (m, test, 32, side);
+    ae_model_free (m);
+  }
+  CHECK (err[1] < err[0] * 0.3, "rotated inputs: a turned frame comes back upright (error %.3g "
+         "with, %.3g without)", err[1], err[0]);
+  ae_model *m = ae_model_new ("conv:1:1:1:0", 1, side, side, 1, NULL);
+  ae_train_opts o;
+  ae_train_opts_init (&o);
+  o.rotate_inputs = 1;
+  o.crop_width = 8;
+  o.crop_height = 4;
+  ae_error e;
+  CHECK (ae_train (m, &d, &o, NULL, &e) == AE_E_ARG, "rotated inputs: an 8x4 crop rejected: %s",
          e.message);
   ae_model_free (m);
   free (x);
@@ -703,5 +796,6 @@ main (void)
   test_noise_conditioning ();
   test_synthetic_defect_shapes ();
   test_synthetic_defect_training ();
+  test_rotated_inputs ();
   return CHECK_DONE ();
 }

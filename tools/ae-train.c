@@ -56,7 +56,7 @@ typedef struct {
   gint channels, latent, epochs, batch, threads, repeat, smooth, border, elbo_samples;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate, synthetic_defects, shrinkage, lost_contrast;
-  gboolean quiet, flip, pixel_norm, map_mix;
+  gboolean quiet, flip, rotate_inputs, pixel_norm, map_mix;
   gchar **rest;
   gchar **meta; /* --meta KEY=VALUE, kept as given */
 
@@ -173,6 +173,11 @@ parse_size (options *o)
     return FALSE;
   if (o->crop_w && o->width && (o->crop_w > o->width || o->crop_h > o->height)) {
     complain ("--crop %s is larger than --size %s", o->crop_s, o->size_s);
+    return FALSE;
+  }
+  if (o->rotate_inputs && (o->crop_w ? o->crop_w != o->crop_h : o->width != o->height)) {
+    complain ("--rotate-inputs needs square samples: %s %s is not (crop to a square)",
+              o->crop_w ? "--crop" : "--size", o->crop_w ? o->crop_s : o->size_s);
     return FALSE;
   }
   return TRUE;
@@ -423,6 +428,10 @@ parse_options (options *o, int argc, char **argv)
       "Train on random WxH crops of the frames (fully convolutional models)", "WxH" },
     { "flip", 0, 0, G_OPTION_ARG_NONE, &o->flip, "Random horizontal flips while training",
       NULL },
+    { "rotate-inputs", 0, 0, G_OPTION_ARG_NONE, &o->rotate_inputs,
+      "Turn each training input by a random multiple of 90 degrees, the target kept upright: "
+      "the model learns the normal frames' orientation, which sharpens anomaly scores "
+      "(square frames or --crop)", NULL },
     { "repeat", 0, 0, G_OPTION_ARG_INT, &o->repeat,
       "Passes over the frames per epoch (new crops, flips and noise each pass), default 1", "N" },
     { "noise", 0, 0, G_OPTION_ARG_STRING, &o->noise_s,
@@ -685,6 +694,7 @@ train_network (const options *o, ae_model *model, const ae_dataset *data,
   opts.crop_width = o->crop_w;
   opts.crop_height = o->crop_h;
   opts.augment_flip = o->flip;
+  opts.rotate_inputs = o->rotate_inputs;
   opts.repeat = o->repeat;
   opts.threads = o->threads > 0 ? o->threads : (int) sysconf (_SC_NPROCESSORS_ONLN);
   opts.cancel = &cancel_now;
@@ -1379,6 +1389,8 @@ put_train_meta (meta_writer *w, const options *o, const run_info *run)
   if (o->crop_w)
     put_str (w, "train.crop", o->crop_s);
   put_int (w, "train.flip", o->flip);
+  if (o->rotate_inputs)
+    put_int (w, "train.rotate_inputs", 1);
   put_int (w, "train.repeat", o->repeat);
   put_int (w, "train.threads", o->threads > 0 ? o->threads : sysconf (_SC_NPROCESSORS_ONLN));
   put_float (w, "train.val_split", o->val_split);
@@ -1631,6 +1643,10 @@ fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info 
   run->is_pca = strcmp (o->arch, "pca") == 0;
   gint64 start = g_get_monotonic_time ();
   int rc;
+  if (run->is_pca && o->rotate_inputs) {
+    complain ("--rotate-inputs needs a trained network; --arch pca is fitted in closed form");
+    return EXIT_USAGE;
+  }
   if (run->is_pca) {
     rc = check_latent_score (o, NULL, data->height, data->width);
     if (rc == 0)

@@ -8,7 +8,7 @@ as a user would, read the element's per-frame scores back from its JSON Lines
 and compute the AUROC of class c (normal) against the other nine. Methods are
 ae-train architectures; a plain PyTorch conv AE is the in-run anchor.
 Usage: fmnist_oneclass.py BUILD [--classes 0,1,...] [--methods conv,pca,conv-combined,...]
-(by default those without +norm or -L)
+(by default those without +norm, +rot or -L)
        [--epochs N] [--torch-epochs N] [--no-torch]
 """
 import argparse
@@ -48,9 +48,14 @@ DEFAULT_METHODS = list(METHODS)
 # elbo with 1 or 32 posterior samples instead of 8. Run only when named.
 for _m in DEFAULT_METHODS:
     METHODS[f"{_m}+norm"] = METHODS[_m] + ["--pixel-norm"]
+# METHOD+rot (and METHOD+norm+rot): trained on inputs turned by a random
+# multiple of 90 degrees with upright targets (ae-train --rotate-inputs);
+# not for pca, which is fitted in closed form.
+for _m in [m for m in METHODS if not m.startswith("pca")]:
+    METHODS[f"{_m}+rot"] = METHODS[_m] + ["--rotate-inputs"]
 for _l in (1, 32):
     METHODS[f"vae-elbo-L{_l}"] = METHODS["vae-elbo"] + ["--elbo-samples", str(_l)]
-COL = 22  # column width: the longest method name
+COL = 25  # column width: the longest method name
 
 
 def idx(name, header):

@@ -4,8 +4,9 @@
 #   tests/bench/run-fmnist-oneclass.sh [BUILD_DIR] [--classes 0,1] [--methods conv,pca,...]
 #                                      [--epochs N] [--torch-epochs N] [--no-torch]
 # Methods: conv, pca, and each with -mahalanobis or -combined (ae-train --score);
-# vae, and vae-elbo (--score elbo); any of them with +norm (--pixel-norm), and
-# vae-elbo-L1 / vae-elbo-L32 (--elbo-samples), run only when named.
+# vae, and vae-elbo (--score elbo); run only when named: any of them with
+# +norm (--pixel-norm), vae-elbo-L1 / vae-elbo-L32 (--elbo-samples), and any
+# but pca's with +rot last (--rotate-inputs), e.g. conv+norm+rot.
 # Needs: dataset-fashion-mnist, python3-numpy (tools/setup.sh), python3-torch
 # for the PyTorch anchor (tools/setup.sh --bench), and a build.
 set -euo pipefail
