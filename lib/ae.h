@@ -392,7 +392,7 @@ typedef struct ae_train_opts {
                             * lib/defects.c) while its target stays clean, 0 */
   int augment_flip;     /* random horizontal flips */
   int rotate_inputs;    /* turn each training input by a random multiple of
-                         * 90 degrees (none included) while its target stays
+                         * 90 degrees (0 included) while its target stays
                          * upright: the network learns to restore the normal
                          * frames' orientation, which makes it specific to
                          * them (Huang et al.'s inverse-transform

@@ -227,10 +227,10 @@ add_noise (float *v, size_t n, float sigma, ae_rng *rng)
 }
 
 /* Gathers samples idx[0..n) into CNHW input and target buffers: a random
- * crop (training) or the centre crop (validation), maybe flipped, maybe a
- * turned input and a synthetic defect (training), with Gaussian noise of a random sigma; the
- * defect and the noise on the input only, the sigma in noise[i] (what
- * noise layers are told). */
+ * crop (training) or the centre crop (validation), maybe flipped, maybe
+ * turned and given a synthetic defect (training), with Gaussian noise of a
+ * random sigma; the turn, the defect and the noise on the input only, the
+ * sigma in noise[i] (what noise layers are told). */
 static void
 fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, float *noise,
             ae_rng *rng, int augment)

@@ -1,7 +1,7 @@
 /* Training behaviour: a small AE overfits a small set, PCA is the best
  * linear reconstruction, equal seeds give equal models, early stopping
- * keeps the best epoch, denoising training removes noise, training on turned inputs
- * restores the upright frame. */
+ * keeps the best epoch, denoising training removes noise, synthetic defects
+ * and turned inputs teach repair and turning upright. */
 #include "nn.h"
 #include "check.h"
 
@@ -726,10 +726,12 @@ error_to_upright (const ae_model *m, const float *x, size_t count, int side)
 {
   size_t plane = (size_t) side * side;
   float *turned = malloc (count * plane * sizeof *turned);
-  for (size_t i = 0; i < count; i++)
+  for (size_t i = 0; i < count; i++) {
+    const float *upright = x + i * plane;
     for (int y = 0; y < side; y++)
       for (int xx = 0; xx < side; xx++)
-        turned[i * plane + (size_t) y * side + xx] = x[i * plane + (size_t) xx * side + side - 1 - y];
+        turned[i * plane + (size_t) y * side + xx] = upright[(size_t) xx * side + side - 1 - y];
+  }
   ae_session *s = ae_session_new (m, (int) count, side, side, NULL);
   const float *out = ae_session_forward (s, turned);
   double e = 0.0;
