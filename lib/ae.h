@@ -452,10 +452,37 @@ ae_model *ae_pca_fit (const ae_dataset *data, int k, ae_error *err);
 
 ae_status ae_latent_fit (ae_model *model, const ae_dataset *data, const size_t *idx, size_t n,
                          double shrinkage, ae_error *err);
+
+/* What the Gaussian describes (the model's anomaly.latent_vector):
+ * AE_LATENT_CODE the latent z(x) of the frame (ae_latent_fit);
+ * AE_LATENT_SHIFT how far the latent moves when the frame is replaced by
+ *                 its reconstruction, z(x) - z(x^), the latent layer of
+ *                 Kim et al.'s RaPP: normal frames come back to the same
+ *                 code, frames the network cannot rebuild move it, in
+ *                 directions the distance weighs by how rarely normal
+ *                 frames move that way. */
+typedef enum ae_latent_vector { AE_LATENT_CODE = 0, AE_LATENT_SHIFT } ae_latent_vector;
+
+/* "code", "shift" */
+const char *ae_latent_vector_name (ae_latent_vector v);
+int ae_latent_vector_from_name (const char *name, ae_latent_vector *out); /* 1 on success */
+/* ae_latent_fit for either vector. */
+ae_status ae_latent_fit_vector (ae_model *model, ae_latent_vector vector, const ae_dataset *data,
+                                const size_t *idx, size_t n, double shrinkage, ae_error *err);
+/* The vector the model's Gaussian describes (AE_LATENT_CODE without one). */
+ae_latent_vector ae_model_latent_vector (const ae_model *model);
+/* That vector for each of the session's inputs: for AE_LATENT_CODE the
+ * latents of `input` (recon unused, may be NULL), for AE_LATENT_SHIFT those
+ * minus the latents of `recon`, the model's reconstructions of `input` in
+ * a buffer `s` does not own (s runs the encoder twice). Returns
+ * batch x latent floats: s's own for the code, `out` (that many floats)
+ * for the shift. Never allocates. */
+const float *ae_latent_vectors (const ae_model *model, ae_session *s, const float *input,
+                                const float *recon, float *out);
 /* The latent size k of the model's Gaussian, 0 when it has none. */
 int ae_model_latent_gaussian (const ae_model *model);
 /* Squared Mahalanobis distance |W (z - mean)|^2 of one latent vector z
- * (k floats, as ae_session_encode returns at the build size) under the
+ * (k floats, as ae_latent_vectors returns at the build size) under the
  * fitted Gaussian; about k for typical normal frames. -1 without a
  * Gaussian. `scratch` holds k floats; never allocates. */
 double ae_latent_mahalanobis (const ae_model *model, const float *latent, float *scratch);

@@ -19,6 +19,7 @@
 #define KEY_ELBO_SAMPLES "anomaly.elbo.samples"
 #define KEY_ELBO_SEED "anomaly.elbo.seed"
 #define KEY_ELBO_BETA "anomaly.elbo.beta"
+#define KEY_LATENT_VECTOR "anomaly.latent_vector"
 
 /* Latents encoded per GEMM-friendly batch while fitting. */
 #define FIT_BATCH 64
@@ -38,46 +39,115 @@ ae_model_latent_gaussian (const ae_model *m)
   return m ? m->latent_k : 0;
 }
 
+/* ---- The vectors the Gaussian describes ----------------------------------------- */
+
+static const char *const vector_names[] = { "code", "shift" };
+
+const char *
+ae_latent_vector_name (ae_latent_vector v)
+{
+  return (unsigned) v < 2 ? vector_names[v] : "?";
+}
+
+int
+ae_latent_vector_from_name (const char *name, ae_latent_vector *out)
+{
+  for (int i = 0; name && i < 2; i++)
+    if (strcmp (name, vector_names[i]) == 0) {
+      *out = (ae_latent_vector) i;
+      return 1;
+    }
+  return 0;
+}
+
+ae_latent_vector
+ae_model_latent_vector (const ae_model *m)
+{
+  const ae_meta_entry *e = m && m->latent_k ? ae_meta_find (&m->meta, KEY_LATENT_VECTOR) : NULL;
+  return e && e->type == AE_META_STR && strcmp (e->s, "shift") == 0 ? AE_LATENT_SHIFT
+                                                                    : AE_LATENT_CODE;
+}
+
+static const float *
+vectors_of (ae_latent_vector v, ae_session *s, const float *input, const float *recon,
+            float *out)
+{
+  const float *z = ae_session_encode (s, input);
+  if (v == AE_LATENT_CODE)
+    return z;
+  size_t n = (size_t) s->batch * ae_session_latent_size (s);
+  memcpy (out, z, n * sizeof *out);
+  const float *back = ae_session_encode (s, recon);
+  for (size_t i = 0; i < n; i++)
+    out[i] -= back[i];
+  return out;
+}
+
+const float *
+ae_latent_vectors (const ae_model *m, ae_session *s, const float *input, const float *recon,
+                   float *out)
+{
+  return vectors_of (ae_model_latent_vector (m), s, input, recon, out);
+}
+
 /* ---- Fitting ------------------------------------------------------------------ */
 
-/* Sum of (z - shift) and of its outer products over the frames, in double:
- * shifting by the first latent keeps the covariance free of cancellation. */
+/* Sum of (z - origin) and of its outer products over the frames, in
+ * double: measuring from the first vector keeps the covariance free of
+ * cancellation. */
 typedef struct {
   size_t k, n;
-  double *shift, *sum, *outer; /* k, k, k x k (upper triangle) */
+  double *origin, *sum, *outer; /* k, k, k x k (upper triangle) */
   double *batch;               /* FIT_BATCH x k */
 } moments;
 
+/* One batch of inputs' vectors; the reconstructions, when the vector needs
+ * them, go through `recon` (FIT_BATCH frames), out of the session's reach. */
+static const float *
+batch_vectors (ae_latent_vector v, ae_session *s, const float *in, size_t per, float *recon,
+               float *out)
+{
+  if (v == AE_LATENT_SHIFT)
+    memcpy (recon, ae_session_forward (s, in), FIT_BATCH * per * sizeof *recon);
+  return vectors_of (v, s, in, recon, out);
+}
+
 static ae_status
-encode_moments (const ae_model *m, const ae_dataset *d, const size_t *idx, size_t n, moments *mo,
-                ae_error *err)
+encode_moments (const ae_model *m, ae_latent_vector v, const ae_dataset *d, const size_t *idx,
+                size_t n, moments *mo, ae_error *err)
 {
   size_t per = (size_t) d->channels * d->height * d->width, k = mo->k;
   ae_session *s = ae_session_new (m, FIT_BATCH, d->height, d->width, err);
   if (!s)
     return err ? err->status : AE_E_NOMEM;
+  int shift = v == AE_LATENT_SHIFT;
   float *in = malloc (FIT_BATCH * per * sizeof *in);
-  ae_status st = in ? AE_OK : ae_fail (err, AE_E_NOMEM, "out of memory for latent fitting");
+  float *recon = shift ? malloc (FIT_BATCH * per * sizeof *recon) : NULL;
+  float *vec = shift ? malloc (FIT_BATCH * k * sizeof *vec) : NULL;
+  ae_status st = in && (!shift || (recon && vec)) ? AE_OK
+               : ae_fail (err, AE_E_NOMEM, "out of memory for latent fitting");
   for (size_t b0 = 0; st == AE_OK && b0 < n; b0 += FIT_BATCH) {
     size_t nb = n - b0 < FIT_BATCH ? n - b0 : FIT_BATCH;
     for (size_t j = 0; j < FIT_BATCH; j++) { /* a short last batch repeats its first frame */
       size_t f = b0 + (j < nb ? j : 0);
       memcpy (in + j * per, d->x + (idx ? idx[f] : f) * per, per * sizeof *in);
     }
-    const float *z = ae_session_encode (s, in);
+    const float *z = batch_vectors (v, s, in, per, recon, vec);
     if (b0 == 0)
       for (size_t i = 0; i < k; i++)
-        mo->shift[i] = z[i];
+        mo->origin[i] = z[i];
     for (size_t j = 0; j < nb; j++)
       for (size_t i = 0; i < k; i++) {
-        double v = (double) z[j * k + i] - mo->shift[i];
-        mo->batch[j * k + i] = v;
-        mo->sum[i] += v;
+        double x = (double) z[j * k + i] - mo->origin[i];
+        mo->batch[j * k + i] = x;
+        mo->sum[i] += x;
       }
     cblas_dsyrk (CblasRowMajor, CblasUpper, CblasTrans, (int) k, (int) nb, 1.0, mo->batch,
                  (int) k, 1.0, mo->outer, (int) k);
     mo->n += nb;
   }
+  free (vec);
+  free (recon);
   free (in);
   ae_session_free (s);
   return st;
@@ -109,7 +179,7 @@ shrunk_covariance (moments *mo, double shrinkage, ae_error *err)
     mo->outer[i * k + i] += shrinkage * target;
   }
   for (size_t i = 0; i < k; i++)
-    mo->sum[i] += mo->shift[i];
+    mo->sum[i] += mo->origin[i];
   return AE_OK;
 }
 
@@ -164,8 +234,15 @@ ae_status
 ae_latent_fit (ae_model *m, const ae_dataset *d, const size_t *idx, size_t n, double shrinkage,
                ae_error *err)
 {
-  if (!m)
-    return ae_fail (err, AE_E_ARG, "no model");
+  return ae_latent_fit_vector (m, AE_LATENT_CODE, d, idx, n, shrinkage, err);
+}
+
+ae_status
+ae_latent_fit_vector (ae_model *m, ae_latent_vector v, const ae_dataset *d, const size_t *idx,
+                      size_t n, double shrinkage, ae_error *err)
+{
+  if (!m || (unsigned) v > AE_LATENT_SHIFT)
+    return ae_fail (err, AE_E_ARG, m ? "unknown latent vector %d" : "no model", (int) v);
   size_t k = ae_model_latent_size (m, m->in_h, m->in_w);
   if (!idx && d && n > d->count)
     return ae_fail (err, AE_E_ARG, "%zu frames asked of a set of %zu", n, d->count);
@@ -178,14 +255,16 @@ ae_latent_fit (ae_model *m, const ae_dataset *d, const size_t *idx, size_t n, do
   moments mo = { k, 0, calloc (k, sizeof (double)), calloc (k, sizeof (double)),
                  calloc (k * k, sizeof (double)), malloc (FIT_BATCH * k * sizeof (double)) };
   float *mean = malloc (k * sizeof *mean), *w = malloc (k * k * sizeof *w);
-  if (!mo.shift || !mo.sum || !mo.outer || !mo.batch || !mean || !w)
+  if (!mo.origin || !mo.sum || !mo.outer || !mo.batch || !mean || !w)
     st = ae_fail (err, AE_E_NOMEM, "out of memory for a %zu-value latent Gaussian", k);
   if (st == AE_OK)
-    st = encode_moments (m, d, idx, n, &mo, err);
+    st = encode_moments (m, v, d, idx, n, &mo, err);
   if (st == AE_OK)
     st = shrunk_covariance (&mo, shrinkage, err);
   if (st == AE_OK)
     st = whitening (mo.outer, k, w, err);
+  if (st == AE_OK && ae_meta_set_str (&m->meta, KEY_LATENT_VECTOR, vector_names[v]) != AE_OK)
+    st = ae_fail (err, AE_E_NOMEM, "out of memory");
   if (st == AE_OK) {
     for (size_t i = 0; i < k; i++)
       mean[i] = (float) mo.sum[i];
@@ -195,7 +274,7 @@ ae_latent_fit (ae_model *m, const ae_dataset *d, const size_t *idx, size_t n, do
     m->latent_whiten = w;
     mean = w = NULL;
   }
-  free (mo.shift);
+  free (mo.origin);
   free (mo.sum);
   free (mo.outer);
   free (mo.batch);
@@ -339,11 +418,26 @@ read_elbo (const ae_model *m, ae_frame_scoring *fs, ae_error *err)
   return check_elbo (m, fs, AE_E_FORMAT, err);
 }
 
-ae_status
-ae_model_frame_scoring (const ae_model *m, ae_frame_scoring *fs, ae_error *err)
+/* anomaly.latent_vector, when present, names a vector and comes with the
+ * Gaussian it describes. */
+static ae_status
+check_latent_vector (const ae_model *m, ae_error *err)
 {
-  memset (fs, 0, sizeof *fs);
-  fs->kind = AE_SCORE_RECON;
+  const ae_meta_entry *e = ae_meta_find (&m->meta, KEY_LATENT_VECTOR);
+  ae_latent_vector v;
+  if (!e)
+    return AE_OK;
+  if (e->type != AE_META_STR || !ae_latent_vector_from_name (e->s, &v))
+    return ae_fail (err, AE_E_FORMAT, "'%s' is not code or shift", KEY_LATENT_VECTOR);
+  if (!m->latent_k)
+    return ae_fail (err, AE_E_FORMAT, "'%s' without the tensors '%s' and '%s'",
+                    KEY_LATENT_VECTOR, AE_LATENT_MEAN_TENSOR, AE_LATENT_WHITEN_TENSOR);
+  return AE_OK;
+}
+
+static ae_status
+read_frame_scoring (const ae_model *m, ae_frame_scoring *fs, ae_error *err)
+{
   const ae_meta_entry *e = ae_meta_find (&m->meta, KEY_FRAME_SCORE);
   if (!e)
     return AE_OK;
@@ -365,6 +459,15 @@ ae_model_frame_scoring (const ae_model *m, ae_frame_scoring *fs, ae_error *err)
   if (st == AE_OK)
     st = combined_stat (m, KEY_MAHAL_STD, 1, &fs->mahal_std, err);
   return st;
+}
+
+ae_status
+ae_model_frame_scoring (const ae_model *m, ae_frame_scoring *fs, ae_error *err)
+{
+  memset (fs, 0, sizeof *fs);
+  fs->kind = AE_SCORE_RECON;
+  ae_status st = read_frame_scoring (m, fs, err);
+  return st == AE_OK ? check_latent_vector (m, err) : st;
 }
 
 ae_status

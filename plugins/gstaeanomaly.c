@@ -261,6 +261,7 @@ struct _GstAeAnomaly
   ae_stripes *stripes;
   ae_session *encoder;     /* latent scores: the latent of the network input */
   float *latent_scratch;   /* latent scores: ae_latent_mahalanobis scratch */
+  float *latent_shift;     /* latent scores of the shift: ae_latent_vectors' output */
   ae_elbo *elbo;           /* elbo score: the map over posterior samples, and the KL */
   ae_frame_scoring scoring; /* the model's frame score */
   ae_loss loss;
@@ -730,6 +731,7 @@ free_runners (GstAeAnomaly *self)
   ae_session_free (self->encoder);
   self->encoder = NULL;
   g_clear_pointer (&self->latent_scratch, g_free);
+  g_clear_pointer (&self->latent_shift, g_free);
   ae_elbo_free (self->elbo);
   self->elbo = NULL;
 }
@@ -932,8 +934,9 @@ analyse_frame (GstAeAnomaly *self, const GstVideoFrame *frame, const GstAeSettin
     return FALSE;
   }
   if (self->encoder) {
-    const float *z = ae_session_encode (self->encoder, b->input);
-    double d = ae_latent_mahalanobis (self->slot.active, z, self->latent_scratch);
+    const float *z = ae_latent_vectors (m, self->encoder, b->input,
+                                        ae_stripes_output (self->stripes), self->latent_shift);
+    double d = ae_latent_mahalanobis (m, z, self->latent_scratch);
     res->score = ae_frame_score (&self->scoring, res->score, d);
   }
   res->valid = TRUE;
@@ -1421,6 +1424,7 @@ start_encoder (GstAeAnomaly *self, const ae_model *m, const GstAeShape *s, ae_er
   gsize k = (gsize) ae_model_latent_gaussian (m);
   if (self->encoder && ae_session_latent_size (self->encoder) == k && k > 0) {
     self->latent_scratch = g_new (float, k);
+    self->latent_shift = g_new (float, k);
     return;
   }
   if (self->encoder)

@@ -269,7 +269,7 @@ run "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --latent 8 --score combine
   --output "$T/combined.aem" --pipeline "$PIPELINE"
 check "ae-train --score combined succeeds" [ "$rc" -eq 0 -a -s "$T/combined.aem" ]
 check "ae-train reports the latent Gaussian" \
-  grep -q "latent Gaussian (8 values, shrinkage 0.01) fitted on 270 frames; frame score combined" \
+  grep -q "latent Gaussian of the code (8 values, shrinkage 0.01) fitted on 270 frames; frame score combined" \
   "$T/out"
 run "$AE_INFO" "$T/combined.aem"
 check "ae-info shows the stored Gaussian" grep -q "latent:     8 values (Gaussian" "$T/out"
@@ -281,6 +281,7 @@ d = json.load(open(sys.argv[1]))
 m = d["metadata"]
 assert d["latent_gaussian"] == 8
 assert m["anomaly.frame_score"] == "combined" and m["anomaly.latent_shrinkage"] == 0.01
+assert m["anomaly.latent_vector"] == "code"
 assert m["anomaly.combined.recon_std"] > 0 and m["anomaly.combined.mahalanobis_std"] > 0
 assert 0 < m["anomaly.combined.recon_mean"] < 1 and m["anomaly.combined.mahalanobis_mean"] > 0
 assert abs(m["anomaly.val_score_mean"]) < 1e-4, m["anomaly.val_score_mean"]
@@ -300,6 +301,31 @@ assert "anomaly.combined.recon_mean" not in m
 assert 4 < m["anomaly.val_score_mean"] < 40, m["anomaly.val_score_mean"]
 ' "$T/out"
 fi
+
+# The Gaussian of the latent's shift: the combined score of the distance
+# the latent moves when a frame is replaced by its reconstruction.
+run "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --latent 8 --score combined \
+  --latent-vector shift --output "$T/shift.aem" --pipeline "$PIPELINE"
+check "ae-train --latent-vector shift succeeds" [ "$rc" -eq 0 -a -s "$T/shift.aem" ]
+check "ae-train reports the Gaussian of the shift" \
+  grep -q "latent Gaussian of the shift (8 values, shrinkage 0.01) fitted on 270 frames" "$T/out"
+run "$AE_INFO" --json "$T/shift.aem"
+if command -v python3 >/dev/null 2>&1; then
+  check "shift score metadata: the vector, standardised held-out scores" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = d["metadata"]
+assert d["latent_gaussian"] == 8 and m["anomaly.latent_vector"] == "shift"
+assert m["anomaly.frame_score"] == "combined" and m["anomaly.combined.mahalanobis_std"] > 0
+assert abs(m["anomaly.val_score_mean"]) < 1e-4, m["anomaly.val_score_mean"]
+' "$T/out"
+fi
+expect_failure "--latent-vector without a latent score" 2 "$T/noshift.aem" \
+  "$AE_TRAIN" --task anomaly --arch pca --latent 8 --latent-vector shift --output "$T/noshift.aem" \
+  --pipeline "$PIPELINE"
+expect_failure "--latent-vector foo" 2 "$T/noshift.aem" \
+  "$AE_TRAIN" --task anomaly --arch pca --latent 8 --score mahalanobis --latent-vector foo \
+  --output "$T/noshift.aem" --pipeline "$PIPELINE"
 
 # The VAE's negative ELBO: the map averaged over posterior samples plus the
 # KL term, which is never negative, so every frame scores at least its map.

@@ -1421,9 +1421,11 @@ refuses_double_size (const gchar *path)
 
 /* A copy of the model at `src` with the given frame scoring, saved as
  * `name`: for the Gaussian's scores fitted on `count` fresh textures'
- * latents, for elbo (a VAE) with 4 posterior samples. */
+ * latent vectors (codes or shifts), for elbo (a VAE) with 4 posterior
+ * samples. */
 static gchar *
-scored_copy (const gchar *src, const char *name, ae_score_kind kind, double threshold)
+scored_copy (const gchar *src, const char *name, ae_score_kind kind, ae_latent_vector vector,
+             double threshold)
 {
   ae_model *m = ae_model_load (src, NULL);
   gint c, h, w;
@@ -1435,7 +1437,8 @@ scored_copy (const gchar *src, const char *name, ae_score_kind kind, double thre
   ae_frame_scoring fs = { .kind = kind, .recon_mean = 0.002, .recon_std = 0.001,
                          .mahal_mean = 10.0, .mahal_std = 5.0, .elbo_samples = 4,
                          .elbo_seed = 2, .elbo_beta = 1.0 };
-  CHECK ((kind == AE_SCORE_ELBO || ae_latent_fit (m, &d, NULL, count, 0.01, &err) == AE_OK)
+  CHECK ((kind == AE_SCORE_ELBO
+          || ae_latent_fit_vector (m, vector, &d, NULL, count, 0.01, &err) == AE_OK)
          && ae_model_set_frame_scoring (m, &fs, &err) == AE_OK, "%s: %s score set (%s)", name,
          ae_score_kind_name (kind), err.message);
   ae_model_set_float (m, "anomaly.map_threshold", 0.004);
@@ -1460,6 +1463,26 @@ reference_elbo_score (const ae_model *m, const ae_frame_scoring *fs, const float
   return score;
 }
 
+/* The vector the model's Gaussian describes, from the session's own
+ * passes: the code z(x), or the shift z(x) - z(x^). Owned by s. */
+static const float *
+reference_latent_vector (const ae_model *m, ae_session *s, const float *x)
+{
+  if (ae_model_latent_vector (m) == AE_LATENT_CODE)
+    return ae_session_encode (s, x);
+  gint c, h, w;
+  ae_model_input_shape (m, &c, &h, &w);
+  gsize k = ae_session_latent_size (s), n = (gsize) c * h * w;
+  float *recon = g_memdup2 (ae_session_forward (s, x), n * sizeof *recon);
+  float *code = g_memdup2 (ae_session_encode (s, x), k * sizeof *code);
+  float *shift = (float *) ae_session_encode (s, recon); /* the session's latent buffer */
+  for (gsize i = 0; i < k; i++)
+    shift[i] = code[i] - shift[i];
+  g_free (code);
+  g_free (recon);
+  return shift;
+}
+
 /* The frame score from libae's parts, as ae-train calibrates it. */
 static double
 reference_latent_score (const ae_model *m, const guint8 *luma, gint w, gint h)
@@ -1474,7 +1497,7 @@ reference_latent_score (const ae_model *m, const guint8 *luma, gint w, gint h)
   if (fs.kind == AE_SCORE_ELBO) {
     score = reference_elbo_score (m, &fs, x, n);
   } else {
-    double d = ae_latent_mahalanobis (m, ae_session_encode (s, x), scratch);
+    double d = ae_latent_mahalanobis (m, reference_latent_vector (m, s, x), scratch);
     score = ae_frame_score (&fs, reference_score (m, luma, w, h, AE_LOSS_MSE), d);
   }
   ae_session_free (s);
@@ -1523,16 +1546,21 @@ check_latent_model (const gchar *path, const gchar *what)
 static void
 test_latent_score (void)
 {
-  gchar *mahal = scored_copy (dense_path, "mahal.aem", AE_SCORE_MAHALANOBIS, 50.0);
-  gchar *combined = scored_copy (dense_path, "combined.aem", AE_SCORE_COMBINED, 5.0);
-  gchar *elbo = scored_copy (vae_path, "elbo.aem", AE_SCORE_ELBO, 0.05);
+  gchar *mahal = scored_copy (dense_path, "mahal.aem", AE_SCORE_MAHALANOBIS, AE_LATENT_CODE,
+                              50.0);
+  gchar *combined = scored_copy (dense_path, "combined.aem", AE_SCORE_COMBINED, AE_LATENT_CODE,
+                                 5.0);
+  gchar *shift = scored_copy (dense_path, "shift.aem", AE_SCORE_COMBINED, AE_LATENT_SHIFT, 5.0);
+  gchar *elbo = scored_copy (vae_path, "elbo.aem", AE_SCORE_ELBO, AE_LATENT_CODE, 0.05);
   check_latent_model (mahal, "mahalanobis");
   check_latent_model (combined, "combined");
+  check_latent_model (shift, "combined, latent shift");
   check_latent_model (elbo, "elbo");
   check_fixed_size_model (elbo, "VAE with the elbo score");
   /* A fully convolutional model's latent grows with the frame: a latent
    * score only runs at the trained size. */
-  gchar *fc = scored_copy (model_path, "fconv-mahal.aem", AE_SCORE_MAHALANOBIS, 50.0);
+  gchar *fc = scored_copy (model_path, "fconv-mahal.aem", AE_SCORE_MAHALANOBIS, AE_LATENT_CODE,
+                           50.0);
   CHECK (refuses_double_size (fc), "latent score of a fully convolutional model at another "
          "size: refused");
   GstBus *bus;
@@ -1548,6 +1576,7 @@ test_latent_score (void)
   g_free (caps);
   g_free (img);
   g_free (fc);
+  g_free (shift);
   g_free (combined);
   g_free (mahal);
   g_free (elbo);

@@ -502,27 +502,102 @@ test_map_mean (void)
 
 /* ---- Files --------------------------------------------------------------------- */
 
-/* A trained conv model with a combined score, as ae-train writes it. */
+#define FRAMES 200 /* of 8x8 uniform noise, the conv models' training set */
+
+/* A conv model (latent 6) trained for an epoch on d's frames. */
 static ae_model *
-scored_model (void)
+trained_conv_model (float **x, ae_dataset *d)
 {
   ae_model *m = ae_model_new ("conv:4:3:2:1,bn:lrelu,dense:6,dense:64:lrelu:4x4x4,"
                               "deconv:1:4:2:1:sigmoid", 1, 8, 8, 1, NULL);
   ae_rng rng;
   ae_rng_seed (&rng, 4);
-  float *x = malloc (200 * 64 * sizeof *x);
-  for (size_t i = 0; i < 200 * 64; i++)
-    x[i] = (float) ae_rng_uniform (&rng);
-  ae_dataset d = { x, NULL, 200, 1, 8, 8 };
+  *x = malloc (FRAMES * 64 * sizeof **x);
+  for (size_t i = 0; i < FRAMES * 64; i++)
+    (*x)[i] = (float) ae_rng_uniform (&rng);
+  *d = (ae_dataset) { *x, NULL, FRAMES, 1, 8, 8 };
   ae_train_opts o;
   ae_train_opts_init (&o);
   o.epochs = 1;
-  ae_train (m, &d, &o, NULL, NULL);
-  ae_latent_fit (m, &d, NULL, 200, 0.01, NULL);
+  ae_train (m, d, &o, NULL, NULL);
+  return m;
+}
+
+/* A trained conv model with a combined score, as ae-train writes it. */
+static ae_model *
+scored_model (void)
+{
+  float *x;
+  ae_dataset d;
+  ae_model *m = trained_conv_model (&x, &d);
+  ae_latent_fit (m, &d, NULL, FRAMES, 0.01, NULL);
   ae_frame_scoring fs = { .kind = AE_SCORE_COMBINED, .recon_mean = 0.05, .recon_std = 0.01, .mahal_mean = 6.0, .mahal_std = 3.0 };
   ae_model_set_frame_scoring (m, &fs, NULL);
   free (x);
   return m;
+}
+
+/* z(x) - z(x^) from one session's own passes, into shift (6 floats). */
+static void
+shift_here (ae_session *s, const float *x, float *recon, float *shift)
+{
+  memcpy (recon, ae_session_forward (s, x), 64 * sizeof *recon);
+  memcpy (shift, ae_session_encode (s, x), 6 * sizeof *shift);
+  const float *back = ae_session_encode (s, recon);
+  for (int i = 0; i < 6; i++)
+    shift[i] -= back[i];
+}
+
+/* The Gaussian of the latent's shift: ae_latent_vectors against the shift
+ * computed here, a fit whose distances average the latent size on its own
+ * vectors (as they must for a Gaussian of the shifts; the codes' Gaussian
+ * would put the shifts far away), the code again on a refit, and the
+ * vector kept through a file. */
+static void
+test_shift (const char *path)
+{
+  float *x, recon[64], want[6], out[6], scratch[6];
+  ae_dataset d;
+  ae_error err = { AE_OK, "" };
+  ae_latent_vector v;
+  ae_model *m = trained_conv_model (&x, &d);
+  CHECK (ae_latent_vector_from_name ("shift", &v) && v == AE_LATENT_SHIFT
+         && !ae_latent_vector_from_name ("delta", &v)
+         && strcmp (ae_latent_vector_name (AE_LATENT_CODE), "code") == 0, "vector names");
+  CHECK (ae_latent_fit_vector (m, AE_LATENT_SHIFT, &d, NULL, FRAMES, 0.0, &err) == AE_OK
+         && ae_model_latent_vector (m) == AE_LATENT_SHIFT
+         && strcmp (ae_model_get_str (m, "anomaly.latent_vector"), "shift") == 0,
+         "fit of the shift (%s)", err.message);
+  ae_session *own = ae_session_new (m, 1, 8, 8, NULL), *enc = ae_session_new (m, 1, 8, 8, NULL);
+  double worst = 0, sum = 0;
+  for (size_t k = 0; k < FRAMES; k++) {
+    shift_here (own, x + k * 64, recon, want);
+    const float *got = ae_latent_vectors (m, enc, x + k * 64, recon, out);
+    for (int i = 0; i < 6; i++)
+      worst = fmax (worst, fabs (got[i] - want[i]));
+    sum += ae_latent_mahalanobis (m, got, scratch);
+  }
+  CHECK (worst < 1e-6, "ae_latent_vectors gives z(x) - z(x^) (worst %.2g)", worst);
+  CHECK (fabs (sum / FRAMES - 6) < 0.01, "the fit's own shifts average a distance of 6 (%.4f)",
+         sum / FRAMES);
+  CHECK (ae_model_save (m, path, &err) == AE_OK, "save (%s)", err.message);
+  ae_model *l = ae_model_load (path, &err);
+  CHECK (l && ae_model_latent_vector (l) == AE_LATENT_SHIFT
+         && ae_latent_mahalanobis (l, want, scratch) == ae_latent_mahalanobis (m, want, out),
+         "the shift's Gaussian survives a file (%s)", l ? "loaded" : err.message);
+  CHECK (ae_latent_fit_vector (m, AE_LATENT_CODE, &d, NULL, FRAMES, 0.0, &err) == AE_OK
+         && ae_model_latent_vector (m) == AE_LATENT_CODE
+         && memcmp (ae_latent_vectors (m, enc, x, NULL, out), ae_session_encode (own, x),
+                    6 * sizeof (float)) == 0, "a refit of the code: the vector is the latent");
+  ae_model_set_str (m, "anomaly.latent_vector", "delta");
+  CHECK (ae_model_save (m, path, &err) == AE_E_ARG, "an unknown vector is not saved: %s",
+         err.message);
+  ae_model_free (l);
+  ae_session_free (enc);
+  ae_session_free (own);
+  ae_model_free (m);
+  free (x);
+  unlink (path);
 }
 
 /* Saves the model loaded from path next to it and compares the bytes. */
@@ -711,6 +786,23 @@ zero_std (ae_meta *meta, aem_tensor *t, size_t *n)
 {
   (void) t, (void) n;
   ae_meta_set_float (meta, "anomaly.combined.mahalanobis_std", 0.0);
+}
+
+static void
+unknown_vector (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t, (void) n;
+  ae_meta_set_str (meta, "anomaly.latent_vector", "delta");
+}
+
+/* The reconstruction score, and the key of a Gaussian the file lacks. */
+static void
+vector_without_gaussian (ae_meta *meta, aem_tensor *t, size_t *n)
+{
+  (void) t;
+  drop_or_retype (meta, "anomaly.frame_score", 1);
+  ae_meta_set_str (meta, "anomaly.latent_vector", "shift");
+  *n -= 2;
 }
 
 static void
@@ -931,6 +1023,8 @@ test_rejections (const char *path, const char *out)
     { zero_std, "zero combined std" },
     { nan_mean, "NaN combined mean" },
     { elbo_on_plain, "elbo score on a model without a sample layer" },
+    { unknown_vector, "unknown anomaly.latent_vector" },
+    { vector_without_gaussian, "anomaly.latent_vector without latent tensors" },
   };
   expect_all_rejected (path, out, cases, sizeof cases / sizeof cases[0]);
 }
@@ -1016,6 +1110,7 @@ main (void)
   test_scoring ();
   test_round_trip (path);
   test_rejections (path, out);
+  test_shift (out);
   test_elbo_linear ();
   test_elbo_preset ();
   test_elbo_trained ();

@@ -151,7 +151,8 @@ print_text (const char *path, const ae_model *m)
     printf ("noise-conditioned: yes (told each frame's measured noise level)\n");
   printf ("latent:     %zu values", ae_model_latent_size (m, h, w));
   if (ae_model_latent_gaussian (m))
-    printf (" (Gaussian of normal latents stored: latent.mean, latent.whiten)");
+    printf (" (Gaussian of normal latents' %s stored: latent.mean, latent.whiten)",
+            ae_latent_vector_name (ae_model_latent_vector (m)));
   printf ("\nparameters: %zu\n", ae_model_param_count (m));
   print_frame_score (m);
   printf ("\n");

@@ -53,6 +53,7 @@ typedef struct {
   /* As given on the command line (NULL when absent). */
   gchar *task_s, *output, *input, *pipeline, *arch, *size_s, *loss_s, *noise_s, *crop_s;
   gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline, *score_s, *map_s;
+  gchar *latent_vector_s;
   gint channels, latent, epochs, batch, threads, repeat, smooth, border, elbo_samples;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate, synthetic_defects, shrinkage, lost_contrast;
@@ -70,6 +71,7 @@ typedef struct {
   double noise_min, noise_max; /* pixel units, 0..255 */
   float top_fraction; /* --aggregate, as ae_aggregate_from_name gives it */
   ae_score_kind score; /* --score */
+  ae_latent_vector latent_vector; /* --latent-vector */
 } options;
 
 static void
@@ -347,6 +349,11 @@ check_anomaly_options (options *o)
     complain ("bad --aggregate '%s': expected mean, max or top:P with 0 < P < 100", o->aggregate);
   else if (o->score_s && !ae_score_kind_from_name (o->score_s, &o->score))
     complain ("bad --score '%s': expected recon, mahalanobis, combined or elbo", o->score_s);
+  else if (o->latent_vector_s && !ae_latent_vector_from_name (o->latent_vector_s,
+                                                              &o->latent_vector))
+    complain ("bad --latent-vector '%s': expected code or shift", o->latent_vector_s);
+  else if (o->latent_vector_s && !ae_score_kind_uses_gaussian (o->score))
+    complain ("--latent-vector needs --score mahalanobis or combined");
   else if (o->elbo_samples != -1 && o->score != AE_SCORE_ELBO)
     complain ("--elbo-samples needs --score elbo");
   else if (o->elbo_samples != -1 && (o->elbo_samples < 1 || o->elbo_samples > AE_ELBO_SAMPLES_MAX))
@@ -480,6 +487,10 @@ parse_options (options *o, int argc, char **argv)
       "standardised error; frames at the model's size only)", NULL },
     { "elbo-samples", 0, 0, G_OPTION_ARG_INT, &o->elbo_samples,
       "--score elbo: posterior samples decoded per frame, default 8", "L" },
+    { "latent-vector", 0, 0, G_OPTION_ARG_STRING, &o->latent_vector_s,
+      "--score mahalanobis|combined: the vector the Gaussian describes, code (the frame's "
+      "latent) or shift (how far the latent moves when the frame is replaced by its "
+      "reconstruction: small for frames the network rebuilds), default code", "KIND" },
     { "latent-shrinkage", 0, 0, G_OPTION_ARG_DOUBLE, &o->shrinkage,
       "Shrinkage of the latent covariance towards a multiple of the identity, in [0, 1], "
       "default 0.01", "A" },
@@ -820,11 +831,23 @@ typedef struct {
   const ae_model *m;
   ae_frame_scoring fs;
   ae_session *s;
+  ae_session *encoder; /* the Gaussian's vector (ae_latent_vectors), beside s's reconstruction */
+  float *shift;        /* its output for the shift */
+  const float *recon;  /* the last frame_map's reconstruction (s's output), NULL for elbo */
   ae_elbo *elbo;
   map_kind map;           /* MAP_MSE, MAP_SSIM or MAP_MIX */
   const float *mix_scale; /* MAP_MIX: the two maps' scales (ae_error_map_mix) */
   float contrast_floor, contrast_weight; /* ae_map_add_lost_contrast when the weight is > 0 */
 } frame_scorer;
+
+static void
+scorer_close (frame_scorer *sc)
+{
+  ae_elbo_free (sc->elbo);
+  ae_session_free (sc->encoder);
+  ae_session_free (sc->s);
+  g_free (sc->shift);
+}
 
 static gboolean
 scorer_open (const ae_model *m, const ae_frame_scoring *fs, map_kind map, const ae_dataset *d,
@@ -835,18 +858,16 @@ scorer_open (const ae_model *m, const ae_frame_scoring *fs, map_kind map, const 
   sc->s = ae_session_new (m, 1, d->height, d->width, &err);
   if (sc->s && fs->kind == AE_SCORE_ELBO)
     sc->elbo = ae_elbo_new_for (m, fs, &err);
-  if (sc->s && (sc->elbo || fs->kind != AE_SCORE_ELBO))
+  else if (sc->s && ae_model_latent_gaussian (m))
+    sc->encoder = ae_session_new (m, 1, d->height, d->width, &err);
+  if (sc->s && (sc->elbo || fs->kind != AE_SCORE_ELBO)
+      && (sc->encoder || !ae_model_latent_gaussian (m) || sc->elbo)) {
+    sc->shift = g_new (float, ae_session_latent_size (sc->s));
     return TRUE;
+  }
   complain ("scoring: %s", err.message);
-  ae_session_free (sc->s);
+  scorer_close (sc);
   return FALSE;
-}
-
-static void
-scorer_close (frame_scorer *sc)
-{
-  ae_elbo_free (sc->elbo);
-  ae_session_free (sc->s);
 }
 
 /* One frame's anomaly map as aeanomaly computes it: the error map (for
@@ -862,11 +883,13 @@ frame_map (frame_scorer *sc, const ae_dataset *d, const float *x, float *map, fl
     *kl = ae_elbo_map (sc->elbo, kind, SSIM_WINDOW, x, map);
     st = *kl >= 0 ? AE_OK : AE_E_ARG;
   } else if (sc->map == MAP_MIX) {
-    st = ae_error_map_mix (x, ae_session_forward (sc->s, x), d->channels, d->height, d->width,
-                           SSIM_WINDOW, sc->mix_scale, map, scratch);
+    sc->recon = ae_session_forward (sc->s, x);
+    st = ae_error_map_mix (x, sc->recon, d->channels, d->height, d->width, SSIM_WINDOW,
+                           sc->mix_scale, map, scratch);
   } else {
-    st = ae_error_map (kind, x, ae_session_forward (sc->s, x), d->channels, d->height, d->width,
-                       SSIM_WINDOW, map, scratch);
+    sc->recon = ae_session_forward (sc->s, x);
+    st = ae_error_map (kind, x, sc->recon, d->channels, d->height, d->width, SSIM_WINDOW, map,
+                       scratch);
   }
   if (st == AE_OK && ae_model_has_map_mean (sc->m))
     st = ae_map_normalise (sc->m, map, d->height, d->width);
@@ -890,7 +913,7 @@ score_frames (const options *o, frame_scorer *sc, const ae_dataset *d, const siz
 {
   size_t pixels = (size_t) d->height * d->width, per = pixels * d->channels;
   size_t values = ae_session_latent_size (sc->s);
-  gboolean need_distance = !sc->elbo && (latent || ae_score_kind_uses_gaussian (sc->fs.kind));
+  gboolean need_distance = sc->encoder && (latent || ae_score_kind_uses_gaussian (sc->fs.kind));
   float *map = g_new (float, pixels), *smooth = g_new (float, pixels);
   float *scratch = g_new (float, MAX (MAX (8 * pixels, pixels + d->width), values));
   ae_status st = AE_OK;
@@ -902,7 +925,8 @@ score_frames (const options *o, frame_scorer *sc, const ae_dataset *d, const siz
     ae_map_smooth (map, smooth, d->width, d->height, o->smooth, scratch);
     double r = ae_map_score (map, smooth, pixels, o->top_fraction, scratch);
     if (need_distance)
-      lat = ae_latent_mahalanobis (sc->m, ae_session_encode (sc->s, x), scratch);
+      lat = ae_latent_mahalanobis (sc->m, ae_latent_vectors (sc->m, sc->encoder, x, sc->recon,
+                                                             sc->shift), scratch);
     if (recon)
       recon[k] = r;
     if (latent)
@@ -1307,7 +1331,8 @@ fit_frame_score (const options *o, ae_model *m, const ae_dataset *d, run_info *r
   }
   ae_error err = { 0 };
   ae_frame_scoring fs = { .kind = o->score };
-  if (ae_latent_fit (m, d, train, ntrain, o->shrinkage, &err) != AE_OK) {
+  if (ae_latent_fit_vector (m, o->latent_vector, d, train, ntrain, o->shrinkage, &err)
+      != AE_OK) {
     complain ("--score %s: %s", ae_score_kind_name (o->score), err.message);
     rc = exit_for (err.status);
   }
@@ -1504,7 +1529,8 @@ print_latent_score (const options *o, const ae_model *m, const run_info *run)
             (guint64) fs->elbo_seed, fs->elbo_beta, c * h * w);
     return;
   }
-  printf ("latent Gaussian (%d values, shrinkage %g) fitted on %zu frame%s; frame score %s\n",
+  printf ("latent Gaussian of the %s (%d values, shrinkage %g) fitted on %zu frame%s; frame "
+          "score %s\n", ae_latent_vector_name (ae_model_latent_vector (m)),
           ae_model_latent_gaussian (m), o->shrinkage, run->latent_frames,
           plural (run->latent_frames), ae_score_kind_name (fs->kind));
   if (fs->kind == AE_SCORE_COMBINED)

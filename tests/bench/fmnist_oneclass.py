@@ -8,7 +8,7 @@ as a user would, read the element's per-frame scores back from its JSON Lines
 and compute the AUROC of class c (normal) against the other nine. Methods are
 ae-train architectures; a plain PyTorch conv AE is the in-run anchor.
 Usage: fmnist_oneclass.py BUILD [--classes 0,1,...] [--methods conv,pca,conv-combined,...]
-(by default those without +norm, +rot or -L)
+(by default those without +norm, +rot, -shift or -L)
        [--epochs N] [--torch-epochs N] [--no-torch]
 """
 import argparse
@@ -43,10 +43,18 @@ for _base in ("conv", "pca"):
 METHODS["vae"] = ["--arch", "vae", "--latent", "32"]
 METHODS["vae-elbo"] = METHODS["vae"] + ["--score", "elbo"]
 DEFAULT_METHODS = list(METHODS)
+# METHOD-shift (of a -mahalanobis or -combined method): the Gaussian
+# describes how far the latent moves when the frame is replaced by its
+# reconstruction, z(x) - z(x^), instead of the latent itself
+# (ae-train --latent-vector shift). Run only when named.
+for _base in ("conv", "pca"):
+    for _score in ("mahalanobis", "combined"):
+        METHODS[f"{_base}-{_score}-shift"] = (METHODS[f"{_base}-{_score}"]
+                                              + ["--latent-vector", "shift"])
 # METHOD+norm: the same with the map divided by its per-pixel mean on the
 # held-out normal frames (ae-train --pixel-norm); vae-elbo-L1 / -L32: the
 # elbo with 1 or 32 posterior samples instead of 8. Run only when named.
-for _m in DEFAULT_METHODS:
+for _m in list(METHODS):
     METHODS[f"{_m}+norm"] = METHODS[_m] + ["--pixel-norm"]
 # METHOD+rot (and METHOD+norm+rot): trained on inputs turned by a random
 # multiple of 90 degrees with upright targets (ae-train --rotate-inputs);
@@ -55,7 +63,7 @@ for _m in [m for m in METHODS if not m.startswith("pca")]:
     METHODS[f"{_m}+rot"] = METHODS[_m] + ["--rotate-inputs"]
 for _l in (1, 32):
     METHODS[f"vae-elbo-L{_l}"] = METHODS["vae-elbo"] + ["--elbo-samples", str(_l)]
-COL = 25  # column width: the longest method name
+COL = 28  # column width: the longest method name
 
 
 def idx(name, header):
