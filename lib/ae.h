@@ -460,7 +460,8 @@ ae_status ae_latent_fit (ae_model *model, const ae_dataset *data, const size_t *
  *                 Kim et al.'s RaPP: normal frames come back to the same
  *                 code, frames the network cannot rebuild move it, in
  *                 directions the distance weighs by how rarely normal
- *                 frames move that way. */
+ *                 frames move that way. Not for PCA, whose reconstruction
+ *                 has the frame's own code: its shift is rounding noise. */
 typedef enum ae_latent_vector { AE_LATENT_CODE = 0, AE_LATENT_SHIFT } ae_latent_vector;
 
 /* "code", "shift" */

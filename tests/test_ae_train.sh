@@ -323,6 +323,9 @@ fi
 expect_failure "--latent-vector without a latent score" 2 "$T/noshift.aem" \
   "$AE_TRAIN" --task anomaly --arch pca --latent 8 --latent-vector shift --output "$T/noshift.aem" \
   --pipeline "$PIPELINE"
+expect_failure "--latent-vector shift with --arch pca (its shift is 0)" 2 "$T/noshift.aem" \
+  "$AE_TRAIN" --task anomaly --arch pca --latent 8 --score combined --latent-vector shift \
+  --output "$T/noshift.aem" --pipeline "$PIPELINE"
 expect_failure "--latent-vector foo" 2 "$T/noshift.aem" \
   "$AE_TRAIN" --task anomaly --arch pca --latent 8 --score mahalanobis --latent-vector foo \
   --output "$T/noshift.aem" --pipeline "$PIPELINE"

@@ -354,6 +354,9 @@ check_anomaly_options (options *o)
     complain ("bad --latent-vector '%s': expected code or shift", o->latent_vector_s);
   else if (o->latent_vector_s && !ae_score_kind_uses_gaussian (o->score))
     complain ("--latent-vector needs --score mahalanobis or combined");
+  else if (o->latent_vector == AE_LATENT_SHIFT && g_strcmp0 (o->arch, "pca") == 0)
+    complain ("--latent-vector shift needs a trained network: PCA (--arch pca) rebuilds every "
+              "frame onto its own code, so the shift is 0");
   else if (o->elbo_samples != -1 && o->score != AE_SCORE_ELBO)
     complain ("--elbo-samples needs --score elbo");
   else if (o->elbo_samples != -1 && (o->elbo_samples < 1 || o->elbo_samples > AE_ELBO_SAMPLES_MAX))
