@@ -863,8 +863,10 @@ scorer_open (const ae_model *m, const ae_frame_scoring *fs, map_kind map, const 
     sc->elbo = ae_elbo_new_for (m, fs, &err);
   else if (sc->s && ae_model_latent_gaussian (m))
     sc->encoder = ae_session_new (m, 1, d->height, d->width, &err);
-  if (sc->s && (sc->elbo || fs->kind != AE_SCORE_ELBO)
-      && (sc->encoder || !ae_model_latent_gaussian (m) || sc->elbo)) {
+  gboolean ready = fs->kind == AE_SCORE_ELBO ? sc->elbo != NULL
+                 : ae_model_latent_gaussian (m) ? sc->encoder != NULL
+                 : sc->s != NULL;
+  if (ready) {
     sc->shift = g_new (float, ae_session_latent_size (sc->s));
     return TRUE;
   }
