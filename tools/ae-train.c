@@ -887,14 +887,13 @@ frame_map (frame_scorer *sc, const ae_dataset *d, const float *x, float *map, fl
   if (sc->elbo) {
     *kl = ae_elbo_map (sc->elbo, kind, SSIM_WINDOW, x, map);
     st = *kl >= 0 ? AE_OK : AE_E_ARG;
-  } else if (sc->map == MAP_MIX) {
-    sc->recon = ae_session_forward (sc->s, x);
-    st = ae_error_map_mix (x, sc->recon, d->channels, d->height, d->width, SSIM_WINDOW,
-                           sc->mix_scale, map, scratch);
   } else {
     sc->recon = ae_session_forward (sc->s, x);
-    st = ae_error_map (kind, x, sc->recon, d->channels, d->height, d->width, SSIM_WINDOW, map,
-                       scratch);
+    st = sc->map == MAP_MIX
+             ? ae_error_map_mix (x, sc->recon, d->channels, d->height, d->width, SSIM_WINDOW,
+                                 sc->mix_scale, map, scratch)
+             : ae_error_map (kind, x, sc->recon, d->channels, d->height, d->width, SSIM_WINDOW,
+                             map, scratch);
   }
   if (st == AE_OK && ae_model_has_map_mean (sc->m))
     st = ae_map_normalise (sc->m, map, d->height, d->width);
