@@ -397,6 +397,13 @@ typedef struct ae_train_opts {
                          * frames' orientation, which makes it specific to
                          * them (Huang et al.'s inverse-transform
                          * autoencoder). Needs square frames or crops, 0 */
+  int translate_inputs; /* > 0: move each training input by a random offset
+                         * of up to this many pixels across and down (either
+                         * way; the frame's edge repeats where nothing comes
+                         * in) while its target stays in place: the network
+                         * learns where normal frames' content sits, as with
+                         * rotate_inputs its orientation. Under half the
+                         * sample's smaller side, 0 */
   int crop_width, crop_height; /* > 0: train on random crops of this size
                                 * (validation: the centre crop) */
   int repeat;           /* passes over the training set per epoch, 1; with

@@ -119,7 +119,8 @@ check_inputs (const ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae
       || o->val_split >= 1.0f || o->noise_min < 0.0f || o->noise_max < o->noise_min
       || !(o->synthetic_defects >= 0.0f && o->synthetic_defects <= 1.0f)
       || o->weight_decay < 0.0f || o->clip_norm < 0.0f || o->patience < 0 || o->repeat < 1
-      || o->threads < 0 || o->threads > 256 || o->rotate_inputs < 0 || o->rotate_inputs > 1)
+      || o->threads < 0 || o->threads > 256 || o->rotate_inputs < 0 || o->rotate_inputs > 1
+      || o->translate_inputs < 0)
     return ae_fail (err, AE_E_ARG, "training options out of range");
   if (o->loss == AE_LOSS_SSIM && o->ssim_window < 1)
     return ae_fail (err, AE_E_ARG, "SSIM window must be at least 1");
@@ -131,6 +132,9 @@ check_inputs (const ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae
   if (o->rotate_inputs && h != w)
     return ae_fail (err, AE_E_ARG, "rotated inputs need square samples, not %dx%d (crop to a "
                     "square)", w, h);
+  if (2 * o->translate_inputs >= (h < w ? h : w))
+    return ae_fail (err, AE_E_ARG, "inputs moved by up to %d pixels need samples over twice that "
+                    "size, not %dx%d", o->translate_inputs, w, h);
   return AE_OK;
 }
 
@@ -194,24 +198,41 @@ copy_window (const float *src, int stride, int x0, int y0, float *dst, int h, in
   }
 }
 
-/* Copies the n x n window at (x0, y0) turned by `turns` quarter turns
- * anticlockwise, after the flip (so input and target share the flip). */
-static void
-copy_window_turned (const float *src, int stride, int x0, int y0, float *dst, int n, int flip,
-                    int turns)
+static int
+clamp_int (int v, int lo, int hi)
 {
-  for (int y = 0; y < n; y++)
-    for (int x = 0; x < n; x++) {
-      int u = y, v = x; /* the window position that lands at (y, x) */
-      switch (turns) {
-      case 1: u = x; v = n - 1 - y; break;
-      case 2: u = n - 1 - y; v = n - 1 - x; break;
-      case 3: u = n - 1 - x; v = y; break;
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* How a training input differs from its target's window: mirrored (both
+ * share it), moved by (dx, dy) pixels, then turned by `turns` quarter turns
+ * anticlockwise (the turn needs a square window). */
+typedef struct window_move {
+  int flip, turns, dx, dy;
+} window_move;
+
+/* Copies the h x w window at (x0, y0) of a frame_w x frame_h plane as the
+ * input `mv` describes. A move reads beyond the window: frame content where
+ * there is some (crops), the frame's edge repeated where there is none. */
+static void
+copy_window_moved (const float *src, int frame_w, int frame_h, int x0, int y0, float *dst, int h,
+                   int w, const window_move *mv)
+{
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      int u = y, v = x; /* the moved window's position that lands at (y, x) */
+      switch (mv->turns) {
+      case 1: u = x; v = w - 1 - y; break;
+      case 2: u = h - 1 - y; v = w - 1 - x; break;
+      case 3: u = h - 1 - x; v = y; break;
       default: break;
       }
-      if (flip)
-        v = n - 1 - v;
-      dst[(size_t) y * n + x] = src[(size_t) (y0 + u) * stride + x0 + v];
+      u -= mv->dy;
+      v -= mv->dx;
+      if (mv->flip)
+        v = w - 1 - v;
+      int fy = clamp_int (y0 + u, 0, frame_h - 1), fx = clamp_int (x0 + v, 0, frame_w - 1);
+      dst[(size_t) y * w + x] = src[(size_t) fy * frame_w + fx];
     }
 }
 
@@ -228,8 +249,9 @@ add_noise (float *v, size_t n, float sigma, ae_rng *rng)
 
 /* Gathers samples idx[0..n) into CNHW input and target buffers: a random
  * crop (training) or the centre crop (validation), maybe flipped, maybe
- * turned and given a synthetic defect (training), with Gaussian noise of a
- * random sigma; the turn, the defect and the noise on the input only, the
+ * moved, turned and given a synthetic defect (training), with Gaussian
+ * noise of a random sigma; the move, the turn, the defect and the noise on
+ * the input only, the
  * sigma in noise[i] (what noise layers are told). */
 static void
 fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, float *noise,
@@ -250,11 +272,18 @@ fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, f
     int flip = augment && t->o->augment_flip && ae_rng_uniform (rng) < 0.5;
     float sigma = t->o->noise_min + (float) ae_rng_uniform (rng) * (t->o->noise_max - t->o->noise_min);
     noise[i] = sigma;
-    int turns = augment && t->o->rotate_inputs ? (int) ae_rng_below (rng, 4) : 0;
+    window_move mv = { flip, 0, 0, 0 };
+    if (augment && t->o->rotate_inputs)
+      mv.turns = (int) ae_rng_below (rng, 4);
+    if (augment && t->o->translate_inputs) {
+      int span = 2 * t->o->translate_inputs + 1;
+      mv.dx = (int) ae_rng_below (rng, (size_t) span) - t->o->translate_inputs;
+      mv.dy = (int) ae_rng_below (rng, (size_t) span) - t->o->translate_inputs;
+    }
     for (int ch = 0; ch < c; ch++) {
       float *in = input + ((size_t) ch * n + i) * plane;
-      if (turns)
-        copy_window_turned (x + ch * src_plane, d->width, x0, y0, in, h, flip, turns);
+      if (mv.turns || mv.dx || mv.dy)
+        copy_window_moved (x + ch * src_plane, d->width, d->height, x0, y0, in, h, w, &mv);
       else
         copy_window (x + ch * src_plane, d->width, x0, y0, in, h, w, flip);
       copy_window (y + ch * src_plane, d->width, x0, y0, target + ((size_t) ch * n + i) * plane,

@@ -392,6 +392,12 @@ run "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --latent 8 --rotate-inputs
 check "--rotate-inputs trains (exit $rc)" [ "$rc" -eq 0 ]
 run "$AE_INFO" "$T/rotated.aem"
 check "--rotate-inputs is in the model's provenance" grep -Eq '^ *train.rotate_inputs +1$' "$T/out"
+run "$AE_TRAIN" --task anomaly --arch conv --epochs 1 --latent 8 --translate-inputs 2 --quiet \
+  --output "$T/moved.aem" --pipeline "$PIPELINE"
+check "--translate-inputs trains (exit $rc)" [ "$rc" -eq 0 ]
+run "$AE_INFO" "$T/moved.aem"
+check "--translate-inputs is in the model's provenance" \
+  grep -Eq '^ *train.translate_inputs +2$' "$T/out"
 
 # ---- Failures ---------------------------------------------------------------------
 OUT=$T/never.aem
@@ -461,6 +467,19 @@ expect_failure "--rotate-inputs on non-square frames" nonzero "$OUT" \
   --pipeline "filesrc location=$RAW ! rawvideoparse format=gray8 width=28 height=12 framerate=30/1"
 expect_failure "--rotate-inputs with --arch pca" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --arch pca --rotate-inputs --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--translate-inputs with --arch pca" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --arch pca --translate-inputs 2 --output "$OUT" \
+  --pipeline "$PIPELINE"
+expect_failure "--translate-inputs -1" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --translate-inputs -1 --output "$OUT" --pipeline "$PIPELINE"
+expect_failure "--translate-inputs 8 with --size 16x16" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --size 16x16 --translate-inputs 8 --output "$OUT" \
+  --pipeline "$PIPELINE"
+expect_failure "--translate-inputs 14 on 28x28 frames" nonzero "$OUT" \
+  "$AE_TRAIN" --task anomaly --epochs 1 --translate-inputs 14 --output "$OUT" \
+  --pipeline "$PIPELINE"
+expect_failure "--rotate-inputs with --task denoise" 2 "$OUT" \
+  "$AE_TRAIN" --task denoise --rotate-inputs --output "$OUT" --pipeline "$PIPELINE"
 expect_failure "unreadable --defect-input" 1 "$OUT" \
   "$AE_TRAIN" --task anomaly --output "$OUT" --pipeline "$PIPELINE" --defect-input "$T/nope.png"
 expect_failure "--lr-schedule steep" 2 "$OUT" \

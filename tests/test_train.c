@@ -6,6 +6,7 @@
 #include "check.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -719,27 +720,60 @@ make_corner_blobs (size_t count, int side, uint64_t seed)
   return x;
 }
 
-/* Mean squared error between the model's output for each frame turned a
- * quarter and the upright frame. */
+/* A frame turned a quarter anticlockwise. */
+static void
+turn_quarter (const float *x, float *out, int side)
+{
+  for (int y = 0; y < side; y++)
+    for (int xx = 0; xx < side; xx++)
+      out[(size_t) y * side + xx] = x[(size_t) xx * side + side - 1 - y];
+}
+
+/* A frame moved 2 pixels right and 1 down, its left and top edges repeated. */
+static void
+move_right_down (const float *x, float *out, int side)
+{
+  for (int y = 0; y < side; y++)
+    for (int xx = 0; xx < side; xx++)
+      out[(size_t) y * side + xx] = x[(size_t) (y < 1 ? 0 : y - 1) * side + (xx < 2 ? 0 : xx - 2)];
+}
+
+typedef void (*frame_change) (const float *x, float *out, int side);
+
+/* Mean squared error between the model's output for each frame changed by
+ * `change` and the frame itself. */
 static double
-error_to_upright (const ae_model *m, const float *x, size_t count, int side)
+error_to_original (const ae_model *m, const float *x, size_t count, int side, frame_change change)
 {
   size_t plane = (size_t) side * side;
-  float *turned = malloc (count * plane * sizeof *turned);
-  for (size_t i = 0; i < count; i++) {
-    const float *upright = x + i * plane;
-    for (int y = 0; y < side; y++)
-      for (int xx = 0; xx < side; xx++)
-        turned[i * plane + (size_t) y * side + xx] = upright[(size_t) xx * side + side - 1 - y];
-  }
+  float *changed = malloc (count * plane * sizeof *changed);
+  for (size_t i = 0; i < count; i++)
+    change (x + i * plane, changed + i * plane, side);
   ae_session *s = ae_session_new (m, (int) count, side, side, NULL);
-  const float *out = ae_session_forward (s, turned);
+  const float *out = ae_session_forward (s, changed);
   double e = 0.0;
   for (size_t i = 0; i < count * plane; i++)
     e += (double) (out[i] - x[i]) * (out[i] - x[i]);
   ae_session_free (s);
-  free (turned);
+  free (changed);
   return e / (double) (count * plane);
+}
+
+/* error_to_original of 32 test frames for a small model trained on the
+ * 8x8 frames of d without (err[0]) and with (err[1]) the int training
+ * option at `option` (an offsetof in ae_train_opts) set to `value`. */
+static void
+errors_without_and_with (const ae_dataset *d, const float *test, size_t option, int value,
+                         frame_change change, const char *what, double err[2])
+{
+  for (int with = 0; with < 2; with++) {
+    ae_train_opts o = corruption_opts (150);
+    *(int *) ((char *) &o + option) = with ? value : 0;
+    ae_model *m = train_checked ("dense:32:relu,dense:8,dense:32:relu,dense:64:sigmoid:1x8x8", d,
+                                 &o, what, with);
+    err[with] = error_to_original (m, test, 32, d->width, change);
+    ae_model_free (m);
+  }
 }
 
 /* Trained on turned inputs with upright targets, a model turns a frame
@@ -752,14 +786,8 @@ test_rotated_inputs (void)
   float *x = make_corner_blobs (n, side, 41), *test = make_corner_blobs (32, side, 42);
   ae_dataset d = { x, NULL, n, 1, side, side };
   double err[2];
-  for (int with = 0; with < 2; with++) {
-    ae_train_opts o = corruption_opts (150);
-    o.rotate_inputs = with;
-    ae_model *m = train_checked ("dense:32:relu,dense:8,dense:32:relu,dense:64:sigmoid:1x8x8", &d,
-                                 &o, "rotated inputs", with);
-    err[with] = error_to_upright (m, test, 32, side);
-    ae_model_free (m);
-  }
+  errors_without_and_with (&d, test, offsetof (ae_train_opts, rotate_inputs), 1, turn_quarter,
+                           "rotated inputs", err);
   CHECK (err[1] < err[0] * 0.3, "rotated inputs: a turned frame comes back upright (error %.3g "
          "with, %.3g without)", err[1], err[0]);
   ae_model *m = ae_model_new ("conv:1:1:1:0", 1, side, side, 1, NULL);
@@ -771,6 +799,61 @@ test_rotated_inputs (void)
   ae_error e;
   CHECK (ae_train (m, &d, &o, NULL, &e) == AE_E_ARG, "rotated inputs: an 8x4 crop rejected: %s",
          e.message);
+  ae_model_free (m);
+  free (x);
+  free (test);
+}
+
+/* One blob near the middle of the frame, of random size and brightness:
+ * where normal frames' content sits is the same in every frame. */
+static float *
+make_centred_blobs (size_t count, int side, uint64_t seed)
+{
+  ae_rng rng;
+  ae_rng_seed (&rng, seed);
+  float *x = malloc (count * (size_t) side * side * sizeof *x);
+  double c = (side - 1) / 2.0;
+  for (size_t i = 0; i < count; i++) {
+    double r2 = 1.0 + 2.0 * ae_rng_uniform (&rng), peak = 0.5 + 0.4 * ae_rng_uniform (&rng);
+    for (int y = 0; y < side; y++)
+      for (int xx = 0; xx < side; xx++) {
+        double d2 = (xx - c) * (xx - c) + (y - c) * (y - c);
+        x[(i * side + y) * side + xx] = (float) (0.05 + peak * exp (-d2 / r2));
+      }
+  }
+  return x;
+}
+
+/* Trained on moved inputs with targets in place, a model puts a moved frame
+ * back; trained on the frames alone it copies the moved frame. Moves that
+ * leave too little of the sample are refused. */
+static void
+test_translated_inputs (void)
+{
+  const int side = 8;
+  size_t n = 128;
+  float *x = make_centred_blobs (n, side, 43), *test = make_centred_blobs (32, side, 44);
+  ae_dataset d = { x, NULL, n, 1, side, side };
+  double err[2];
+  errors_without_and_with (&d, test, offsetof (ae_train_opts, translate_inputs), 2,
+                           move_right_down, "translated inputs", err);
+  CHECK (err[1] < err[0] * 0.3, "translated inputs: a moved frame comes back in place (error "
+         "%.3g with, %.3g without)", err[1], err[0]);
+  ae_model *m = ae_model_new ("conv:1:1:1:0", 1, side, side, 1, NULL);
+  ae_train_opts o = corruption_opts (1);
+  ae_error e;
+  o.translate_inputs = 3; /* 8 - 2 * 3 = 2 columns are the frame's own */
+  CHECK (ae_train (m, &d, &o, NULL, &e) == AE_OK, "translated inputs: moves of 3 in 8x8 train");
+  o.translate_inputs = 4;
+  CHECK (ae_train (m, &d, &o, NULL, &e) == AE_E_ARG, "translated inputs: moves of 4 in 8x8 "
+         "refused: %s", e.message);
+  o.translate_inputs = 2;
+  o.crop_width = o.crop_height = 4;
+  CHECK (ae_train (m, &d, &o, NULL, &e) == AE_E_ARG, "translated inputs: moves of 2 in 4x4 crops "
+         "refused: %s", e.message);
+  o.translate_inputs = -1;
+  o.crop_width = o.crop_height = 0;
+  CHECK (ae_train (m, &d, &o, NULL, &e) == AE_E_ARG, "translated inputs: a negative move refused");
   ae_model_free (m);
   free (x);
   free (test);
@@ -799,5 +882,6 @@ main (void)
   test_synthetic_defect_shapes ();
   test_synthetic_defect_training ();
   test_rotated_inputs ();
+  test_translated_inputs ();
   return CHECK_DONE ();
 }

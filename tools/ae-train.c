@@ -55,6 +55,7 @@ typedef struct {
   gchar *lr_schedule_s, *aggregate, *defect_input, *defect_pipeline, *score_s, *map_s;
   gchar *latent_vector_s;
   gint channels, latent, epochs, batch, threads, repeat, smooth, border, elbo_samples;
+  gint translate_inputs;
   gint64 seed, max_frames;
   gdouble lr, val_split, calibrate, synthetic_defects, shrinkage, lost_contrast;
   gboolean quiet, flip, rotate_inputs, pixel_norm, map_mix;
@@ -182,6 +183,13 @@ parse_size (options *o)
               o->crop_w ? "--crop" : "--size", o->crop_w ? o->crop_s : o->size_s);
     return FALSE;
   }
+  int side = o->crop_w ? MIN (o->crop_w, o->crop_h) : MIN (o->width, o->height);
+  if (side && 2 * o->translate_inputs >= side) {
+    complain ("--translate-inputs %d needs samples over %d pixels on each side: %s %s is not",
+              o->translate_inputs, 2 * o->translate_inputs, o->crop_w ? "--crop" : "--size",
+              o->crop_w ? o->crop_s : o->size_s);
+    return FALSE;
+  }
   return TRUE;
 }
 
@@ -293,6 +301,8 @@ check_numbers (const options *o)
     complain ("--epochs must be at least 1, got %d", o->epochs);
   else if (o->batch < 1)
     complain ("--batch must be at least 1, got %d", o->batch);
+  else if (o->translate_inputs < 0)
+    complain ("--translate-inputs must not be negative, got %d", o->translate_inputs);
   else if (o->repeat < 1 || o->repeat > 100000)
     complain ("--repeat must be from 1 to 100000, got %d", o->repeat);
   else if (!(o->lr > 0) || !isfinite (o->lr))
@@ -371,6 +381,9 @@ check_anomaly_options (options *o)
     complain ("empty --defect-input or --defect-pipeline");
   else if (o->task != TASK_ANOMALY && (o->aggregate || o->defect_input || o->defect_pipeline))
     complain ("--aggregate, --defect-input and --defect-pipeline need --task anomaly");
+  else if (o->task == TASK_DENOISE && (o->rotate_inputs || o->translate_inputs))
+    complain ("%s teaches the network to put frames back in the normal pose; a denoiser must "
+              "keep each frame's own", o->rotate_inputs ? "--rotate-inputs" : "--translate-inputs");
   else if (o->task != TASK_ANOMALY && o->border)
     complain ("--border needs --task anomaly");
   else if (o->task != TASK_ANOMALY && o->lost_contrast)
@@ -442,6 +455,10 @@ parse_options (options *o, int argc, char **argv)
       "Turn each training input by a random multiple of 90 degrees, the target kept upright: "
       "the model learns the normal frames' orientation, which sharpens anomaly scores "
       "(square frames or --crop)", NULL },
+    { "translate-inputs", 0, 0, G_OPTION_ARG_INT, &o->translate_inputs,
+      "Move each training input by a random offset of up to N pixels each way (the edge "
+      "repeats), the target kept in place: the model learns where the normal frames' content "
+      "sits, which sharpens anomaly scores for parts in a fixed position, default 0", "N" },
     { "repeat", 0, 0, G_OPTION_ARG_INT, &o->repeat,
       "Passes over the frames per epoch (new crops, flips and noise each pass), default 1", "N" },
     { "noise", 0, 0, G_OPTION_ARG_STRING, &o->noise_s,
@@ -709,6 +726,7 @@ train_network (const options *o, ae_model *model, const ae_dataset *data,
   opts.crop_height = o->crop_h;
   opts.augment_flip = o->flip;
   opts.rotate_inputs = o->rotate_inputs;
+  opts.translate_inputs = o->translate_inputs;
   opts.repeat = o->repeat;
   opts.threads = o->threads > 0 ? o->threads : (int) sysconf (_SC_NPROCESSORS_ONLN);
   opts.cancel = &cancel_now;
@@ -1420,6 +1438,8 @@ put_train_meta (meta_writer *w, const options *o, const run_info *run)
   put_int (w, "train.flip", o->flip);
   if (o->rotate_inputs)
     put_int (w, "train.rotate_inputs", 1);
+  if (o->translate_inputs)
+    put_int (w, "train.translate_inputs", o->translate_inputs);
   put_int (w, "train.repeat", o->repeat);
   put_int (w, "train.threads", o->threads > 0 ? o->threads : sysconf (_SC_NPROCESSORS_ONLN));
   put_float (w, "train.val_split", o->val_split);
@@ -1673,8 +1693,9 @@ fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info 
   run->is_pca = strcmp (o->arch, "pca") == 0;
   gint64 start = g_get_monotonic_time ();
   int rc;
-  if (run->is_pca && o->rotate_inputs) {
-    complain ("--rotate-inputs needs a trained network; --arch pca is fitted in closed form");
+  if (run->is_pca && (o->rotate_inputs || o->translate_inputs)) {
+    complain ("%s needs a trained network; --arch pca is fitted in closed form",
+              o->rotate_inputs ? "--rotate-inputs" : "--translate-inputs");
     return EXIT_USAGE;
   }
   if (run->is_pca) {

@@ -8,7 +8,7 @@ as a user would, read the element's per-frame scores back from its JSON Lines
 and compute the AUROC of class c (normal) against the other nine. Methods are
 ae-train architectures; a plain PyTorch conv AE is the in-run anchor.
 Usage: fmnist_oneclass.py BUILD [--classes 0,1,...] [--methods conv,pca,conv-combined,...]
-(by default those without +norm, +rot, -shift or -L)
+(by default those without +norm, +rot, +move, -shift or -L)
        [--epochs N] [--torch-epochs N] [--no-torch]
 """
 import argparse
@@ -61,9 +61,12 @@ for _m in list(METHODS):
 # not for pca, which is fitted in closed form.
 for _m in [m for m in METHODS if not m.startswith("pca")]:
     METHODS[f"{_m}+rot"] = METHODS[_m] + ["--rotate-inputs"]
+# METHOD+rot+move: also moved by up to 2 pixels each way, targets in place
+# (ae-train --translate-inputs 2).
+for _m in [m for m in METHODS if m.endswith("+rot")]:
+    METHODS[f"{_m}+move"] = METHODS[_m] + ["--translate-inputs", "2"]
 for _l in (1, 32):
     METHODS[f"vae-elbo-L{_l}"] = METHODS["vae-elbo"] + ["--elbo-samples", str(_l)]
-COL = 28  # column width: the longest method name
 
 
 def idx(name, header):
@@ -164,7 +167,8 @@ def main():
         test_x.tofile(test_raw)
         print(f"# Fashion-MNIST one-class AUROC (%), ae-train --epochs {a.epochs}"
               + ("" if a.no_torch else f", PyTorch {a.torch_epochs} epochs"))
-        print("class          " + " ".join(f"{m:>{COL}}" for m in cols), flush=True)
+        col = max(len(m) for m in cols)  # column width: the longest name shown
+        print("class          " + " ".join(f"{m:>{col}}" for m in cols), flush=True)
         for c in classes:
             train_raw = os.path.join(work, f"train{c}.gray8")
             train_x[train_y == c].tofile(train_raw)
@@ -183,8 +187,8 @@ def main():
                 results["pytorch-ae"].append(
                     100 * torch_auroc(train_x[train_y == c], test_x, test_y, c, a.torch_epochs))
                 row.append(results["pytorch-ae"][-1])
-            print(f"{c} {NAMES[c]:<12} " + " ".join(f"{v:{COL}.1f}" for v in row), flush=True)
-    print("mean           " + " ".join(f"{np.mean(results[m]):{COL}.1f}" for m in cols))
+            print(f"{c} {NAMES[c]:<12} " + " ".join(f"{v:{col}.1f}" for v in row), flush=True)
+    print("mean           " + " ".join(f"{np.mean(results[m]):{col}.1f}" for m in cols))
     print("# published means (all 10 classes): "
           + ", ".join(f"{n} {v}" for n, v in PUBLISHED) + "; target 94.0")
     frames = len(test_x) * len(classes)

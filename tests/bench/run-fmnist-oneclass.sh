@@ -7,7 +7,8 @@
 # vae, and vae-elbo (--score elbo); run only when named: any of them with
 # +norm (--pixel-norm), vae-elbo-L1 / vae-elbo-L32 (--elbo-samples), and any
 # but pca's with +rot last (--rotate-inputs), e.g. conv+norm+rot; -mahalanobis
-# and -combined with -shift (--latent-vector shift), e.g. conv-combined-shift+norm+rot.
+# and -combined with -shift (--latent-vector shift), e.g. conv-combined-shift+norm+rot;
+# any +rot method with +move (--translate-inputs 2), e.g. conv-combined-shift+norm+rot+move.
 # Needs: dataset-fashion-mnist, python3-numpy (tools/setup.sh), python3-torch
 # for the PyTorch anchor (tools/setup.sh --bench), and a build.
 set -euo pipefail
