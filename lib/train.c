@@ -132,7 +132,7 @@ check_inputs (const ae_model *m, const ae_dataset *d, const ae_train_opts *o, ae
   if (o->rotate_inputs && h != w)
     return ae_fail (err, AE_E_ARG, "rotated inputs need square samples, not %dx%d (crop to a "
                     "square)", w, h);
-  if (2 * o->translate_inputs >= (h < w ? h : w))
+  if (o->translate_inputs > ((h < w ? h : w) - 1) / 2) /* 2 N >= side, without overflow */
     return ae_fail (err, AE_E_ARG, "inputs moved by up to %d pixels need samples over twice that "
                     "size, not %dx%d", o->translate_inputs, w, h);
   return AE_OK;
@@ -251,8 +251,7 @@ add_noise (float *v, size_t n, float sigma, ae_rng *rng)
  * crop (training) or the centre crop (validation), maybe flipped, maybe
  * moved, turned and given a synthetic defect (training), with Gaussian
  * noise of a random sigma; the move, the turn, the defect and the noise on
- * the input only, the
- * sigma in noise[i] (what noise layers are told). */
+ * the input only, the sigma in noise[i] (what noise layers are told). */
 static void
 fill_batch (trainer *t, const size_t *idx, int n, float *input, float *target, float *noise,
             ae_rng *rng, int augment)

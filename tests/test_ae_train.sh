@@ -475,6 +475,9 @@ expect_failure "--translate-inputs -1" 2 "$OUT" \
 expect_failure "--translate-inputs 8 with --size 16x16" 2 "$OUT" \
   "$AE_TRAIN" --task anomaly --size 16x16 --translate-inputs 8 --output "$OUT" \
   --pipeline "$PIPELINE"
+expect_failure "--translate-inputs 2147483647 with --size 16x16" 2 "$OUT" \
+  "$AE_TRAIN" --task anomaly --size 16x16 --translate-inputs 2147483647 --output "$OUT" \
+  --pipeline "$PIPELINE"
 expect_failure "--translate-inputs 14 on 28x28 frames" nonzero "$OUT" \
   "$AE_TRAIN" --task anomaly --epochs 1 --translate-inputs 14 --output "$OUT" \
   --pipeline "$PIPELINE"

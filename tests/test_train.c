@@ -5,6 +5,7 @@
 #include "nn.h"
 #include "check.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -846,6 +847,9 @@ test_translated_inputs (void)
   CHECK (ae_train (m, &d, &o, NULL, &e) == AE_OK, "translated inputs: moves of 3 in 8x8 train");
   o.translate_inputs = 4;
   CHECK (ae_train (m, &d, &o, NULL, &e) == AE_E_ARG, "translated inputs: moves of 4 in 8x8 "
+         "refused: %s", e.message);
+  o.translate_inputs = INT_MAX;
+  CHECK (ae_train (m, &d, &o, NULL, &e) == AE_E_ARG, "translated inputs: moves of INT_MAX "
          "refused: %s", e.message);
   o.translate_inputs = 2;
   o.crop_width = o.crop_height = 4;

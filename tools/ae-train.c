@@ -184,9 +184,9 @@ parse_size (options *o)
     return FALSE;
   }
   int side = o->crop_w ? MIN (o->crop_w, o->crop_h) : MIN (o->width, o->height);
-  if (side && 2 * o->translate_inputs >= side) {
-    complain ("--translate-inputs %d needs samples over %d pixels on each side: %s %s is not",
-              o->translate_inputs, 2 * o->translate_inputs, o->crop_w ? "--crop" : "--size",
+  if (side && o->translate_inputs > (side - 1) / 2) { /* 2 N >= side, without overflow */
+    complain ("--translate-inputs %d needs samples over twice that on each side: %s %s is not",
+              o->translate_inputs, o->crop_w ? "--crop" : "--size",
               o->crop_w ? o->crop_s : o->size_s);
     return FALSE;
   }
