@@ -188,7 +188,8 @@ def main():
                     100 * torch_auroc(train_x[train_y == c], test_x, test_y, c, a.torch_epochs))
                 row.append(results["pytorch-ae"][-1])
             print(f"{c} {NAMES[c]:<12} " + " ".join(f"{v:{col}.1f}" for v in row), flush=True)
-    print("mean           " + " ".join(f"{np.mean(results[m]):{col}.1f}" for m in cols))
+    # two decimals: a mean printed 94.0 may lie either side of the target
+    print("mean           " + " ".join(f"{np.mean(results[m]):{col}.2f}" for m in cols))
     print("# published means (all 10 classes): "
           + ", ".join(f"{n} {v}" for n, v in PUBLISHED) + "; target 94.0")
     frames = len(test_x) * len(classes)
