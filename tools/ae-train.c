@@ -384,6 +384,9 @@ check_anomaly_options (options *o)
   else if (o->task == TASK_DENOISE && (o->rotate_inputs || o->translate_inputs))
     complain ("%s teaches the network to put frames back in the normal pose; a denoiser must "
               "keep each frame's own", o->rotate_inputs ? "--rotate-inputs" : "--translate-inputs");
+  else if ((o->rotate_inputs || o->translate_inputs) && g_strcmp0 (o->arch, "pca") == 0)
+    complain ("%s needs a trained network; --arch pca is fitted in closed form",
+              o->rotate_inputs ? "--rotate-inputs" : "--translate-inputs");
   else if (o->task != TASK_ANOMALY && o->border)
     complain ("--border needs --task anomaly");
   else if (o->task != TASK_ANOMALY && o->lost_contrast)
@@ -1693,11 +1696,6 @@ fit_model (const options *o, const ae_dataset *data, ae_model **model, run_info 
   run->is_pca = strcmp (o->arch, "pca") == 0;
   gint64 start = g_get_monotonic_time ();
   int rc;
-  if (run->is_pca && (o->rotate_inputs || o->translate_inputs)) {
-    complain ("%s needs a trained network; --arch pca is fitted in closed form",
-              o->rotate_inputs ? "--rotate-inputs" : "--translate-inputs");
-    return EXIT_USAGE;
-  }
   if (run->is_pca) {
     rc = check_latent_score (o, NULL, data->height, data->width);
     if (rc == 0)
